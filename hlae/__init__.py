@@ -1,0 +1,6 @@
+"""hlae: hierarchical LSTM autoencoders for multivariate time series of unequal length."""
+
+from hlae.estimator import HierarchicalAutoencoder, load
+
+__all__ = ["HierarchicalAutoencoder", "load"]
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from hlae.cli import main
+
+sys.exit(main())

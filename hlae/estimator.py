@@ -1,0 +1,580 @@
+"""The scikit-learn style estimator: :class:`HierarchicalAutoencoder`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from hlae.data import FeatureScaler, Sequences, as_sequences, length_batches, pad_batch
+from hlae.exceptions import DivergenceError, ModelFileError, ParameterError, TrainingWarning
+from hlae.model import HierarchicalLSTMAutoencoder
+from hlae.training import AUGMENTATIONS, LOSSES, Trainer, load_checkpoint
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HierarchicalAutoencoder", "load", "default_chunk_lengths"]
+
+HIERARCHIES = ("time", "variables", "time+variables", "flat")
+FORMAT_VERSION = 1
+SMALL_DATA = 1000  # sequences; below this, augmentation="auto" switches augmentation on
+
+
+def default_chunk_lengths(lengths: np.ndarray) -> tuple[int, ...]:
+    """Chunk length(s) for the time hierarchy, from the lengths in the data.
+
+    One level of chunks of about ``sqrt(T)`` steps (``T`` the 90th percentile of the
+    lengths) keeps the sequential depth near ``2 sqrt(T)``; more levels are added while the
+    top level would still see more than 64 units.
+    """
+    T = float(np.percentile(lengths, 90))
+    L = int(np.clip(round(math.sqrt(T)), 3, 64))
+    levels = [L]
+    while T / math.prod(levels) > 64:
+        levels.append(int(np.clip(round(math.sqrt(T / math.prod(levels))), 2, 64)))
+    return tuple(levels)
+
+
+class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
+    """Hierarchical LSTM autoencoder for multivariate sequences of unequal length.
+
+    Parameters
+    ----------
+    latent_dim : int, default=10
+        Size of the embedding of a sequence.
+    hierarchy : {"time", "variables", "time+variables", "flat"}, default="time"
+        ``"time"`` cuts sequences into chunks and reads chunks, then the sequence of chunk
+        summaries; ``"variables"`` reads each variable on its own (weights shared), then
+        their relations; ``"time+variables"`` does both; ``"flat"`` is a one-level LSTM
+        autoencoder over whole sequences (the non-hierarchical reference).
+    chunk_length : int or tuple of int, optional
+        Steps per chunk (a tuple stacks more levels: chunks of chunks). By default about the
+        square root of the 90th percentile of the training lengths.
+    hidden_size : int, default=64
+        Width of every LSTM level.
+    variable_size : int, default=8
+        Width of the per-variable LSTM (hierarchies over variables).
+    dropout : float, default=0.1
+        Dropout between levels.
+    loss : {"mse", "mae", "huber", "cosine"}, default="mse"
+        Training loss, always over observed values only.
+    scaler : {"standard", "robust", "minmax"} or None, default="standard"
+        Per-feature scaling fitted on observed steps only; ``None`` switches it off.
+    lr : float, default=3e-3
+        Peak learning rate of AdamW (after a linear warm-up, then cosine decay).
+    weight_decay : float, default=1e-4
+        AdamW's decoupled weight decay.
+    batch_size : int, default=32
+        Sequences per batch; batches are grouped by length.
+    max_epochs : int, default=300
+        Upper bound on epochs.
+    patience : int, default=30
+        Early stopping: epochs without improvement of the validation loss before stopping.
+        The best weights are restored.
+    validation_fraction : float, default=0.15
+        Share of sequences held out for early stopping (none when fewer than 10 sequences).
+    warmup : float, default=0.05
+        Share of all optimisation steps spent warming up the learning rate.
+    grad_clip : float, default=1.0
+        Maximum global gradient norm.
+    augmentation : "auto", None or sequence of str, default="auto"
+        Any of ``"jitter"``, ``"scaling"``, ``"cropping"``, ``"time_warp"``. ``"auto"``
+        uses jitter, scaling and time warping on data sets of fewer than 1000 sequences.
+    missing : {"error", "mask"}, default="error"
+        NaN values are an error, or missing values masked out of the loss.
+    max_time : float, optional
+        Stop training after this many seconds (the best weights are kept).
+    device : str, default="cpu"
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    random_state : int, optional
+        Seed; the same seed gives the same model on one machine.
+
+    Attributes
+    ----------
+    module_ : HierarchicalLSTMAutoencoder
+        The trained PyTorch module.
+    scaler_ : FeatureScaler
+        The fitted per-feature scaling.
+    history_ : list of dict
+        One record per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``grad_norm``,
+        ``lr``, ``seconds``.
+    chunk_lengths_ : tuple of int
+        Chunk lengths used (empty for ``"flat"``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+    best_epoch_ : int
+    stop_reason_ : str
+
+    Examples
+    --------
+    >>> import numpy as np, hlae
+    >>> rng = np.random.default_rng(0)
+    >>> X = [rng.normal(size=(int(n), 3)) for n in rng.integers(20, 40, size=30)]
+    >>> model = hlae.HierarchicalAutoencoder(latent_dim=4, max_epochs=2, random_state=0)
+    >>> model.fit(X).transform(X).shape
+    (30, 4)
+    """
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int = 10,
+        hierarchy: str = "time",
+        chunk_length: int | tuple[int, ...] | None = None,
+        hidden_size: int = 64,
+        variable_size: int = 8,
+        dropout: float = 0.1,
+        loss: str = "mse",
+        scaler: str | None = "standard",
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 32,
+        max_epochs: int = 300,
+        patience: int = 30,
+        validation_fraction: float = 0.15,
+        warmup: float = 0.05,
+        grad_clip: float = 1.0,
+        augmentation: str | tuple[str, ...] | None = "auto",
+        missing: str = "error",
+        max_time: float | None = None,
+        device: str = "cpu",
+        random_state: int | None = None,
+    ) -> None:
+        self.latent_dim = latent_dim
+        self.hierarchy = hierarchy
+        self.chunk_length = chunk_length
+        self.hidden_size = hidden_size
+        self.variable_size = variable_size
+        self.dropout = dropout
+        self.loss = loss
+        self.scaler = scaler
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.warmup = warmup
+        self.grad_clip = grad_clip
+        self.augmentation = augmentation
+        self.missing = missing
+        self.max_time = max_time
+        self.device = device
+        self.random_state = random_state
+
+    # -- checks ---------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        def positive_int(name: str, value: Any) -> None:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ParameterError(f"{name} must be a positive integer, got {value!r}.")
+
+        for name in ("latent_dim", "hidden_size", "variable_size", "batch_size"):
+            positive_int(name, getattr(self, name))
+        for name in ("max_epochs", "patience"):
+            positive_int(name, getattr(self, name))
+        if self.hierarchy not in HIERARCHIES:
+            raise ParameterError(
+                f"hierarchy must be one of {HIERARCHIES}, got {self.hierarchy!r}."
+            )
+        if self.chunk_length is not None:
+            chunks = (
+                (self.chunk_length,)
+                if isinstance(self.chunk_length, (int, np.integer))
+                else tuple(self.chunk_length)
+            )
+            if not chunks or any(
+                isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 2
+                for c in chunks
+            ):
+                raise ParameterError(
+                    f"chunk_length must be an integer >= 2 (or a tuple of them), got "
+                    f"{self.chunk_length!r}."
+                )
+        if self.loss not in LOSSES:
+            raise ParameterError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        if not (0.0 <= float(self.dropout) < 1.0):
+            raise ParameterError(f"dropout must be in [0, 1), got {self.dropout!r}.")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ParameterError(f"lr must be a positive number, got {self.lr!r}.")
+        if not (0.0 <= float(self.validation_fraction) < 0.9):
+            raise ParameterError(
+                f"validation_fraction must be in [0, 0.9), got {self.validation_fraction!r}."
+            )
+        if float(self.weight_decay) < 0 or float(self.grad_clip) <= 0:
+            raise ParameterError("weight_decay must be >= 0 and grad_clip > 0.")
+        self._augmentations()
+        self._device()
+
+    def _augmentations(self, n_sequences: int | None = None) -> tuple[str, ...]:
+        aug = self.augmentation
+        if aug is None or aug is False:
+            return ()
+        if aug == "auto":
+            if n_sequences is None or n_sequences < SMALL_DATA:
+                return ("jitter", "scaling", "time_warp")
+            return ()
+        if aug is True:
+            return ("jitter", "scaling", "cropping", "time_warp")
+        kinds = (aug,) if isinstance(aug, str) else tuple(aug)
+        unknown = [k for k in kinds if k not in AUGMENTATIONS]
+        if unknown:
+            raise ParameterError(
+                f"Unknown augmentation {unknown}; choose from {AUGMENTATIONS}, 'auto' or None."
+            )
+        return kinds
+
+    def _device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise ParameterError(
+                "device='cuda' was asked for but PyTorch sees no CUDA device. Use "
+                "device='cpu' or 'auto', or install a CUDA build of PyTorch."
+            )
+        if str(self.device) not in ("cpu",) and not str(self.device).startswith("cuda"):
+            raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}.")
+        return torch.device(self.device)
+
+    def _resolve_chunks(self, lengths: np.ndarray) -> tuple[int, ...]:
+        if self.hierarchy in ("flat", "variables"):
+            return ()
+        if self.chunk_length is None:
+            return default_chunk_lengths(lengths)
+        if isinstance(self.chunk_length, (int, np.integer)):
+            return (int(self.chunk_length),)
+        return tuple(int(c) for c in self.chunk_length)
+
+    def _build_module(self) -> HierarchicalLSTMAutoencoder:
+        return HierarchicalLSTMAutoencoder(
+            self.n_features_in_,
+            latent_dim=self.latent_dim,
+            hidden_size=self.hidden_size,
+            chunk_lengths=self.chunk_lengths_,
+            variables=self.hierarchy in ("variables", "time+variables"),
+            variable_size=self.variable_size,
+            dropout=self.dropout,
+        )
+
+    def _sequences(self, X: Any, lengths: Any = None, **table: Any) -> Sequences:
+        fitted = hasattr(self, "module_")
+        return as_sequences(
+            X,
+            lengths=lengths,
+            missing=self.missing,
+            n_features=self.n_features_in_ if fitted else None,
+            feature_names=list(self.feature_names_in_) if fitted else None,
+            **table,
+        )
+
+    # -- fit ------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        lengths: Any = None,
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        callback: Callable[[dict], None] | None = None,
+        **table: Any,
+    ) -> HierarchicalAutoencoder:
+        """Fit the autoencoder.
+
+        Parameters
+        ----------
+        X : list of (T_i, F) arrays, (n, T, F) array, or pandas long table
+            Training sequences.
+        y : ignored
+        lengths : array-like of int, optional
+            Observed lengths for a padded array.
+        checkpoint_dir : path, optional
+            Write a checkpoint there after every epoch (atomically).
+        resume : bool
+            Continue from the checkpoint in ``checkpoint_dir``.
+        callback : callable, optional
+            Called with each epoch's record (used for progress bars).
+        **table
+            ``id_column``, ``order_column``, ``feature_columns`` for a long table.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)
+        seqs = self._sequences(X, lengths, **table)
+        device = self._device()
+        seed = (
+            int(self.random_state)
+            if self.random_state is not None
+            else int(np.random.SeedSequence().entropy % (2**31))
+        )
+        torch.manual_seed(seed)
+
+        # scale on observed steps only
+        self.n_features_in_ = seqs.n_features
+        self.feature_names_in_ = np.asarray(seqs.feature_names, dtype=object)
+        self.scaler_ = FeatureScaler(self.scaler).fit(seqs.values)
+        scaled = self.scaler_.transform(seqs.values)
+
+        # split off a validation set for early stopping
+        n = len(scaled)
+        rng = np.random.default_rng(seed)
+        n_val = int(round(self.validation_fraction * n)) if n >= 10 else 0
+        order = rng.permutation(n)
+        val_index, train_index = order[:n_val], order[n_val:]
+        train = [scaled[i] for i in train_index]
+        validation = [scaled[i] for i in val_index] or None
+
+        # build the model
+        self.chunk_lengths_ = self._resolve_chunks(seqs.lengths)
+        self.module_ = self._build_module().to(device)
+        self.train_lengths_ = (int(seqs.lengths.min()), int(seqs.lengths.max()))
+        n_params = sum(p.numel() for p in self.module_.parameters())
+        logger.info(
+            "Fitting %s hierarchy, chunks %s, %d parameters on %d sequences (%d validation)",
+            self.hierarchy,
+            self.chunk_lengths_,
+            n_params,
+            len(train),
+            n_val,
+        )
+
+        # train
+        trainer = Trainer(
+            self.module_,
+            loss=self.loss,
+            lr=float(self.lr),
+            weight_decay=float(self.weight_decay),
+            batch_size=int(self.batch_size),
+            max_epochs=int(self.max_epochs),
+            patience=int(self.patience),
+            warmup=float(self.warmup),
+            grad_clip=float(self.grad_clip),
+            augmentation=self._augmentations(len(train)),
+            seed=seed,
+            device=device,
+            max_time=self.max_time,
+            checkpoint_dir=checkpoint_dir,
+            callback=callback,
+        )
+        state = load_checkpoint(checkpoint_dir) if resume and checkpoint_dir else None
+        started = time.perf_counter()
+        try:
+            trainer.fit(train, validation, resume=state)
+        except DivergenceError:
+            self._finish(trainer, started)
+            raise
+        self._finish(trainer, started)
+        return self
+
+    def _finish(self, trainer: Trainer, started: float) -> None:
+        self.module_.eval()
+        self.history_ = trainer.history
+        self.best_epoch_ = trainer.best_epoch
+        self.stop_reason_ = trainer.stop_reason
+        self.fit_seconds_ = time.perf_counter() - started
+        if trainer.stop_reason == "max_epochs" and len(self.history_) > 10:
+            recent = [r["val_loss"] for r in self.history_[-10:]]
+            if math.isfinite(recent[-1]) and recent[-1] < min(recent[:-1]):
+                warnings.warn(
+                    f"Training reached max_epochs={self.max_epochs} while the validation loss "
+                    "was still falling; more epochs may give a better model.",
+                    TrainingWarning,
+                    stacklevel=3,
+                )
+
+    # -- inference ------------------------------------------------------------------------
+    @torch.no_grad()
+    def _run(self, seqs: Sequences, batch_size: int = 256):
+        """Scaled inputs, scaled reconstructions and latents, in input order."""
+        check_is_fitted(self, "module_")
+        scaled = self.scaler_.transform(seqs.values)
+        device = next(self.module_.parameters()).device
+        self.module_.eval()
+        recon: list[np.ndarray | None] = [None] * len(scaled)
+        latent = np.zeros((len(scaled), self.latent_dim), dtype=np.float32)
+        for index in length_batches(seqs.lengths, batch_size):
+            x, mask, lens = pad_batch(scaled, index, device)
+            pred, z = self.module_(x, mask, lens)
+            pred, z = pred.cpu().numpy(), z.cpu().numpy()
+            for row, i in enumerate(index):
+                recon[i] = pred[row, : len(scaled[i])]
+            latent[index] = z
+        return scaled, recon, latent
+
+    def transform(self, X: Any, *, lengths: Any = None, **table: Any) -> np.ndarray:
+        """Embed each sequence: an ``(n, latent_dim)`` array."""
+        check_is_fitted(self, "module_")
+        return self._run(self._sequences(X, lengths, **table))[2]
+
+    def reconstruct(self, X: Any, *, lengths: Any = None, **table: Any) -> Any:
+        """Reconstruct sequences in the input's units, shaped like the input.
+
+        A list gives a list of ``(T_i, F)`` arrays; an ``(n, T, F)`` array gives an array of
+        the same shape (padded steps set to 0, or NaN for NaN-padded input); a long table
+        gives a long table with the same id and order columns.
+        """
+        check_is_fitted(self, "module_")
+        seqs = self._sequences(X, lengths, **table)
+        recon = self.scaler_.inverse_transform(self._run(seqs)[1])
+        return _shape_like(seqs, recon, X)
+
+    def reconstruction_error(self, X: Any, *, lengths: Any = None, **table: Any) -> np.ndarray:
+        """Mean squared error per sequence over its observed values, in scaled units."""
+        check_is_fitted(self, "module_")
+        scaled, recon, _ = self._run(self._sequences(X, lengths, **table))
+        errors = np.empty(len(scaled))
+        for i, (x, r) in enumerate(zip(scaled, recon)):
+            observed = ~np.isnan(x)
+            errors[i] = float(np.mean((r[observed] - x[observed]) ** 2))
+        return errors
+
+    def step_errors(self, X: Any, *, lengths: Any = None, **table: Any) -> list[np.ndarray]:
+        """Squared error per step and feature, ``(T_i, F)`` per sequence, in scaled units."""
+        check_is_fitted(self, "module_")
+        scaled, recon, _ = self._run(self._sequences(X, lengths, **table))
+        return [(r - x) ** 2 for x, r in zip(scaled, recon)]
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Negative mean reconstruction error (higher is better, as scikit-learn expects)."""
+        return -float(np.mean(self.reconstruction_error(X)))
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Save to a directory: ``weights.safetensors`` and ``model.json``; no pickle.
+
+        Files are written to temporary names first and renamed, so an interrupted save
+        never leaves a damaged model in place of a good one.
+        """
+        from safetensors.torch import save_file
+
+        check_is_fitted(self, "module_")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = {
+            "format_version": FORMAT_VERSION,
+            "params": _jsonable(self.get_params()),
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": [str(f) for f in self.feature_names_in_],
+            "chunk_lengths": list(self.chunk_lengths_),
+            "scaler": self.scaler_.to_dict(),
+            "history": self.history_,
+            "best_epoch": int(self.best_epoch_),
+            "stop_reason": self.stop_reason_,
+            "train_lengths": list(self.train_lengths_),
+        }
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+        with tempfile.TemporaryDirectory(dir=path) as tmp:
+            save_file(state, os.path.join(tmp, "weights.safetensors"))
+            with open(os.path.join(tmp, "model.json"), "w") as fh:
+                json.dump(config, fh, indent=2, allow_nan=True)
+            os.replace(os.path.join(tmp, "weights.safetensors"), path / "weights.safetensors")
+            os.replace(os.path.join(tmp, "model.json"), path / "model.json")
+        return path
+
+
+def load(path: str | Path) -> HierarchicalAutoencoder:
+    """Load a model saved with :meth:`HierarchicalAutoencoder.save`.
+
+    Raises
+    ------
+    ModelFileError
+        When the directory, its configuration or its weights are missing or damaged.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    config_path, weights_path = path / "model.json", path / "weights.safetensors"
+    for p in (config_path, weights_path):
+        if not p.exists():
+            raise ModelFileError(
+                f"{str(p)!r} does not exist: {str(path)!r} is not a saved hlae model "
+                "(a directory written by model.save(path) or `hlae fit --out`)."
+            )
+    try:
+        config = json.loads(config_path.read_text())
+        params = config["params"]
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{str(config_path)!r} is damaged ({exc}); re-save the model.")
+    if isinstance(params.get("chunk_length"), list):
+        params["chunk_length"] = tuple(params["chunk_length"])
+    if isinstance(params.get("augmentation"), list):
+        params["augmentation"] = tuple(params["augmentation"])
+    model = HierarchicalAutoencoder(**params)
+    model.n_features_in_ = config["n_features_in"]
+    model.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
+    model.chunk_lengths_ = tuple(config["chunk_lengths"])
+    model.scaler_ = FeatureScaler.from_dict(config["scaler"])
+    model.history_ = config["history"]
+    model.best_epoch_ = config["best_epoch"]
+    model.stop_reason_ = config["stop_reason"]
+    model.train_lengths_ = tuple(config["train_lengths"])
+    module = model._build_module()
+    try:
+        state = load_file(str(weights_path))
+        module.load_state_dict(state)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise ModelFileError(
+            f"The weights in {str(weights_path)!r} could not be loaded ({exc}); the file is "
+            "damaged or belongs to another model. Re-save or retrain the model."
+        ) from None
+    model.module_ = module.eval()
+    return model
+
+
+def _jsonable(params: dict) -> dict:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, np.integer):
+            v = int(v)
+        elif isinstance(v, np.floating):
+            v = float(v)
+        out[k] = v
+    return out
+
+
+def _shape_like(seqs: Sequences, recon: list[np.ndarray], X: Any) -> Any:
+    if seqs.layout == "array":
+        pad = np.nan if isinstance(X, np.ndarray) and np.isnan(X).all(axis=2).any() else 0.0
+        out = np.full((len(recon), seqs.padded_length, seqs.n_features), pad, dtype=np.float32)
+        for i, r in enumerate(recon):
+            out[i, : len(r)] = r
+        return out
+    if seqs.layout == "frame":
+        id_col, order_col = seqs.frame_columns["id"], seqs.frame_columns["order"] or "step"
+        frames = []
+        for key, r in zip(seqs.ids, recon):
+            frame = pd.DataFrame(r, columns=seqs.feature_names)
+            frame.insert(0, order_col, np.arange(len(r)))
+            frame.insert(0, id_col, key)
+            frames.append(frame)
+        out = pd.concat(frames, ignore_index=True)
+        if seqs.frame_columns["order"] and isinstance(X, pd.DataFrame):
+            # put back the original order keys
+            keys = X.sort_values(seqs.frame_columns["order"], kind="stable")
+            keys = [
+                g[seqs.frame_columns["order"]].to_numpy()
+                for _, g in keys.groupby(id_col, sort=False)
+            ]
+            by_id = dict(zip(pd.unique(X.sort_values(order_col, kind="stable")[id_col]), keys))
+            out[order_col] = np.concatenate([by_id[k] for k in seqs.ids])
+        return out
+    return recon

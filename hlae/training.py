@@ -1,0 +1,324 @@
+"""Losses over observed values, augmentation, and the training loop.
+
+The loop is a list of steps: build length-grouped batches, augment, forward, masked loss,
+backward, clip, step, schedule; then validate, keep the best weights, stop early, and write
+a checkpoint. A non-finite loss or gradient rolls the epoch back and retries at a lower
+learning rate a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hlae.data import length_batches, pad_batch
+from hlae.exceptions import DivergenceError, ParameterError
+
+logger = logging.getLogger(__name__)
+
+LOSSES = ("mse", "mae", "huber", "cosine")
+AUGMENTATIONS = ("jitter", "scaling", "cropping", "time_warp")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def masked_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "mse"
+) -> torch.Tensor:
+    """Mean loss over observed values only; padding and missing values never count."""
+    m = mask.to(pred.dtype)
+    if kind == "cosine":
+        # one minus the cosine similarity between predicted and true step vectors
+        p, t = pred * m, target * m
+        cos = nn.functional.cosine_similarity(p, t, dim=-1, eps=1e-6)
+        step_observed = mask.any(-1).to(pred.dtype)
+        return ((1.0 - cos) * step_observed).sum() / step_observed.sum().clamp(min=1.0)
+    diff = pred - target
+    if kind == "mse":
+        per_value = diff.square()
+    elif kind == "mae":
+        per_value = diff.abs()
+    elif kind == "huber":
+        per_value = nn.functional.huber_loss(pred, target, reduction="none", delta=1.0)
+    else:
+        raise ParameterError(f"loss must be one of {LOSSES}, got {kind!r}.")
+    return (per_value * m).sum() / m.sum().clamp(min=1.0)
+
+
+def augment_sequence(
+    x: np.ndarray, rng: np.random.Generator, kinds: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(input, target)`` for one scaled sequence.
+
+    Scaling, cropping and time warping make a new plausible sequence that is both input
+    and target; jitter adds noise to the input only, so the model learns to denoise.
+    """
+    T = len(x)
+    if "cropping" in kinds and T > 4 and rng.random() < 0.5:
+        keep = int(rng.integers(max(2, int(0.8 * T)), T + 1))
+        start = int(rng.integers(0, T - keep + 1))
+        x = x[start : start + keep]
+        T = keep
+    if "time_warp" in kinds and T > 4 and rng.random() < 0.5:
+        # a smooth monotone warp through four random knots
+        knots = np.linspace(0, T - 1, 4)
+        warped = knots + rng.normal(0, 0.06 * T, size=4) * np.array([0, 1, 1, 0])
+        warped = np.maximum.accumulate(np.clip(warped, 0, T - 1))
+        src = np.interp(np.arange(T), knots, warped)
+        x = np.stack([np.interp(src, np.arange(T), x[:, f]) for f in range(x.shape[1])], 1)
+        x = x.astype(np.float32)
+    if "scaling" in kinds:
+        x = x * rng.normal(1.0, 0.1, size=(1, x.shape[1])).astype(np.float32)
+    target = x
+    if "jitter" in kinds:
+        x = x + rng.normal(0.0, 0.03, size=x.shape).astype(np.float32)
+    return x, target
+
+
+def _epoch_generators(seed: int, epoch: int) -> np.random.Generator:
+    """Random state of an epoch depends only on (seed, epoch): resuming is exact."""
+    torch.manual_seed(seed * 1_000_003 + epoch)
+    return np.random.default_rng([seed, epoch])
+
+
+class Trainer:
+    """Train a module that maps ``(x, mask, lengths)`` to ``(reconstruction, latent)``.
+
+    Parameters mirror :class:`hlae.HierarchicalAutoencoder`; see its docstring.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        loss: str = "mse",
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 32,
+        max_epochs: int = 200,
+        patience: int = 20,
+        warmup: float = 0.05,
+        grad_clip: float = 1.0,
+        augmentation: tuple[str, ...] = (),
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        max_time: float | None = None,
+        checkpoint_dir: str | Path | None = None,
+        callback: Callable[[dict], None] | None = None,
+        max_retries: int = 3,
+    ) -> None:
+        self.module = module
+        self.loss, self.lr, self.weight_decay = loss, lr, weight_decay
+        self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
+        self.warmup, self.grad_clip, self.augmentation = warmup, grad_clip, augmentation
+        self.seed, self.device, self.max_time = seed, torch.device(device), max_time
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.callback, self.max_retries = callback, max_retries
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _build_optimiser(self, steps_per_epoch: int) -> None:
+        self.optimiser = torch.optim.AdamW(
+            self.module.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        total = max(1, self.max_epochs * steps_per_epoch)
+        warm = max(1, int(self.warmup * total))
+        self.scheduler = torch.optim.lr_scheduler.SequentialLR(
+            self.optimiser,
+            [
+                torch.optim.lr_scheduler.LinearLR(self.optimiser, 0.1, 1.0, total_iters=warm),
+                torch.optim.lr_scheduler.CosineAnnealingLR(
+                    self.optimiser, T_max=max(1, total - warm), eta_min=self.lr * 0.05
+                ),
+            ],
+            milestones=[warm],
+        )
+
+    def _state(self) -> dict:
+        return {
+            "module": copy.deepcopy(self.module.state_dict()),
+            "optimiser": copy.deepcopy(self.optimiser.state_dict()),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()),
+        }
+
+    def _load_state(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    # -- one epoch ------------------------------------------------------------------------
+    def _train_epoch(self, train: list[np.ndarray], rng: np.random.Generator):
+        self.module.train()
+        total, weight, norms = 0.0, 0.0, []
+        lengths = np.array([len(v) for v in train])
+        for index in length_batches(lengths, self.batch_size, rng=rng):
+            if self.augmentation:
+                pairs = [augment_sequence(train[i], rng, self.augmentation) for i in index]
+                inputs, targets = [p[0] for p in pairs], [p[1] for p in pairs]
+                pos = np.arange(len(index))
+                x, mask, lens = pad_batch(inputs, pos, self.device)
+                y, _, _ = pad_batch(targets, pos, self.device)
+            else:
+                x, mask, lens = pad_batch(train, index, self.device)
+                y = x
+            pred, _ = self.module(x, mask, lens)
+            loss = masked_loss(pred, y, mask, self.loss)
+            if not torch.isfinite(loss):
+                return math.nan, math.nan
+
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+            if not torch.isfinite(norm):
+                return math.nan, math.nan
+            self.optimiser.step()
+            self.scheduler.step()
+
+            n_obs = float(mask.sum())
+            total += loss.item() * n_obs
+            weight += n_obs
+            norms.append(norm.item())
+        return total / max(weight, 1.0), float(np.mean(norms))
+
+    @torch.no_grad()
+    def evaluate(self, values: list[np.ndarray], batch_size: int = 256) -> float:
+        """Mean loss over the observed values of ``values`` (scaled sequences)."""
+        self.module.eval()
+        total, weight = 0.0, 0.0
+        for index in length_batches(np.array([len(v) for v in values]), batch_size):
+            x, mask, lens = pad_batch(values, index, self.device)
+            pred, _ = self.module(x, mask, lens)
+            n_obs = float(mask.sum())
+            total += float(masked_loss(pred, x, mask, self.loss)) * n_obs
+            weight += n_obs
+        return total / max(weight, 1.0)
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit(
+        self,
+        train: list[np.ndarray],
+        validation: list[np.ndarray] | None = None,
+        *,
+        resume: dict | None = None,
+    ) -> list[dict]:
+        """Train; return the history (one record per epoch). Best weights are restored."""
+        n_batches = math.ceil(len(train) / self.batch_size)
+        self._build_optimiser(n_batches)
+        self.history: list[dict] = []
+        self.best_loss, self.best_epoch, self.best_module = math.inf, -1, None
+        start_epoch, retries, started = 0, 0, time.perf_counter()
+        if resume is not None:
+            self._load_state(resume)
+            self.history = resume["history"]
+            self.best_loss, self.best_epoch = resume["best_loss"], resume["best_epoch"]
+            self.best_module = resume["best_module"]
+            start_epoch = resume["epoch"] + 1
+            logger.info("Resuming at epoch %d", start_epoch)
+        monitor = "val_loss" if validation else "train_loss"
+        self.stop_reason = "max_epochs"
+
+        epoch = start_epoch
+        while epoch < self.max_epochs:
+            tick = time.perf_counter()
+            good_state = self._state()
+            rng = _epoch_generators(self.seed, epoch)
+
+            # train one epoch; a non-finite loss or gradient rolls it back at a lower rate
+            train_loss, grad_norm = self._train_epoch(train, rng)
+            if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+                self._load_state(good_state)
+                retries += 1
+                if retries > self.max_retries:
+                    self._restore_best()
+                    self.stop_reason = "diverged"
+                    raise DivergenceError(
+                        f"Training diverged {retries} times (non-finite loss or gradient) "
+                        f"even after lowering the learning rate to "
+                        f"{self.optimiser.param_groups[0]['lr']:.3g}. The best model so far "
+                        f"(epoch {self.best_epoch}) was kept. Lower lr, keep grad_clip on, "
+                        "and check the data's scale."
+                    )
+                self._lower_learning_rate(0.3)
+                logger.warning("Non-finite loss at epoch %d; retry %d", epoch, retries)
+                continue
+
+            # validate, remember the best weights
+            val_loss = self.evaluate(validation) if validation else math.nan
+            record = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "grad_norm": grad_norm,
+                "lr": self.optimiser.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - tick,
+            }
+            self.history.append(record)
+            current = record[monitor]
+            if current < self.best_loss * (1 - 1e-4):
+                self.best_loss, self.best_epoch = current, epoch
+                self.best_module = copy.deepcopy(self.module.state_dict())
+            if self.callback is not None:
+                self.callback(record)
+            logger.debug("epoch %d: %s", epoch, record)
+
+            if self.checkpoint_dir is not None:
+                self.save_checkpoint(epoch)
+            if epoch - self.best_epoch >= self.patience:
+                self.stop_reason = "early_stopping"
+                break
+            if self.max_time is not None and time.perf_counter() - started > self.max_time:
+                self.stop_reason = "max_time"
+                break
+            epoch += 1
+
+        self._restore_best()
+        return self.history
+
+    def _lower_learning_rate(self, factor: float) -> None:
+        self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+        for sched in self.scheduler._schedulers:
+            sched.base_lrs = [lr * factor for lr in sched.base_lrs]
+            if hasattr(sched, "eta_min"):
+                sched.eta_min *= factor
+        for group in self.optimiser.param_groups:
+            group["lr"] *= factor
+
+    def _restore_best(self) -> None:
+        if self.best_module is not None:
+            self.module.load_state_dict(self.best_module)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def checkpoint_state(self, epoch: int) -> dict:
+        return {
+            **self._state(),
+            "epoch": epoch,
+            "history": self.history,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "best_module": self.best_module,
+        }
+
+    def save_checkpoint(self, epoch: int) -> Path:
+        """Write the checkpoint atomically: a temporary file, then a rename."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / CHECKPOINT_NAME
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            torch.save(self.checkpoint_state(epoch), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path
+
+
+def load_checkpoint(directory: str | Path) -> dict:
+    """Read a checkpoint written by :meth:`Trainer.save_checkpoint` (no pickle)."""
+    path = Path(directory) / CHECKPOINT_NAME
+    return torch.load(path, map_location="cpu", weights_only=True)
