@@ -299,6 +299,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="hlae-demo", help="directory for the pictures and model")
     p.add_argument("--max-time", type=float, default=None, help="seconds of training at most")
     p.set_defaults(func=cmd_demo)
+
+    import importlib
+    import pkgutil
+
+    import hlae.commands
+
+    for info in sorted(pkgutil.iter_modules(hlae.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"hlae.commands.{info.name}")
+        module.register(sub)
     return parser
 
 
