@@ -191,18 +191,15 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
     model = _load_model(args.model)
     seqs = load_data(args.data, args)
-    recon = model.reconstruct(seqs)
     errors = model.reconstruction_error(seqs)
-    id_col = seqs.frame_columns.get("id", "id") or "id"
-    frames = []
-    for key, r in zip(seqs.ids, recon):
-        f = pd.DataFrame(r, columns=seqs.feature_names)
-        f.insert(0, "step", np.arange(len(r)))
-        f.insert(0, id_col, key)
-        frames.append(f)
-    write_table(pd.concat(frames, ignore_index=True), args.out)
+    if seqs.layout != "frame":  # a .ts file: write it as a long table
+        seqs.frame_columns = {"id": "id", "order": "step"}
+        seqs.order_values = [np.arange(len(v)) for v in seqs.values]
+        seqs.layout = "frame"
+    recon = model.reconstruct(seqs)
+    write_table(recon, args.out)
     print(
-        f"wrote reconstructions of {len(recon)} sequences to {args.out}; mean reconstruction "
+        f"wrote reconstructions of {len(seqs)} sequences to {args.out}; mean reconstruction "
         f"error {errors.mean():.4f} (scaled units)"
     )
     return 0

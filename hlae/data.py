@@ -62,6 +62,7 @@ class Sequences:
     layout: str = "list"
     padded_length: int | None = None
     frame_columns: dict[str, str] = field(default_factory=dict)
+    order_values: list[np.ndarray] | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -371,10 +372,11 @@ def from_long_table(
                 "remove duplicates or aggregate them."
             )
         frame = frame.sort_values([order_column], kind="stable")
-    values, ids = [], []
+    values, ids, orders = [], [], []
     for key, group in frame.groupby(id_column, sort=False):
         ids.append(key)
         values.append(group[feature_columns].to_numpy(dtype=np.float64).astype(np.float32))
+        orders.append(group[order_column].to_numpy() if order_column else np.arange(len(group)))
     # Keep the order in which ids first appear in the table.
     first_seen = {k: i for i, k in enumerate(pd.unique(frame.sort_index()[id_column]))}
     order = np.argsort([first_seen[k] for k in ids], kind="stable")
@@ -383,7 +385,8 @@ def from_long_table(
         [ids[i] for i in order],
         feature_columns,
         "frame",
-        frame_columns={"id": id_column, "order": order_column or ""},
+        frame_columns={"id": id_column, "order": order_column or "step"},
+        order_values=[orders[i] for i in order],
     )
 
 

@@ -559,22 +559,12 @@ def _shape_like(seqs: Sequences, recon: list[np.ndarray], X: Any) -> Any:
             out[i, : len(r)] = r
         return out
     if seqs.layout == "frame":
-        id_col, order_col = seqs.frame_columns["id"], seqs.frame_columns["order"] or "step"
+        id_col, order_col = seqs.frame_columns["id"], seqs.frame_columns["order"]
         frames = []
-        for key, r in zip(seqs.ids, recon):
+        for key, order, r in zip(seqs.ids, seqs.order_values, recon):
             frame = pd.DataFrame(r, columns=seqs.feature_names)
-            frame.insert(0, order_col, np.arange(len(r)))
+            frame.insert(0, order_col, order)
             frame.insert(0, id_col, key)
             frames.append(frame)
-        out = pd.concat(frames, ignore_index=True)
-        if seqs.frame_columns["order"] and isinstance(X, pd.DataFrame):
-            # put back the original order keys
-            keys = X.sort_values(seqs.frame_columns["order"], kind="stable")
-            keys = [
-                g[seqs.frame_columns["order"]].to_numpy()
-                for _, g in keys.groupby(id_col, sort=False)
-            ]
-            by_id = dict(zip(pd.unique(X.sort_values(order_col, kind="stable")[id_col]), keys))
-            out[order_col] = np.concatenate([by_id[k] for k in seqs.ids])
-        return out
+        return pd.concat(frames, ignore_index=True)
     return recon
