@@ -1,6 +1,7 @@
 """hlae: hierarchical LSTM autoencoders for multivariate time series of unequal length."""
 
+from hlae.anomaly import AnomalyDetector
 from hlae.estimator import HierarchicalAutoencoder, load
 
-__all__ = ["HierarchicalAutoencoder", "load"]
+__all__ = ["AnomalyDetector", "HierarchicalAutoencoder", "load"]
 __version__ = "0.1.0"
