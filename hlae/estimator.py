@@ -115,8 +115,13 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         Chunk lengths used (empty for ``"flat"``).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
+    n_missing_ : int
+        Missing (NaN) values in the training data, masked out of the loss
+        (``missing="mask"``); 0 otherwise.
     best_epoch_ : int
     stop_reason_ : str
+        ``"max_epochs"``, ``"early_stopping"``, ``"max_time"``, ``"interrupted"`` (SIGINT or
+        SIGTERM; the best weights so far are kept) or ``"diverged"``.
 
     Examples
     --------
@@ -303,7 +308,9 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         checkpoint_dir : path, optional
             Write a checkpoint there after every epoch (atomically).
         resume : bool
-            Continue from the checkpoint in ``checkpoint_dir``.
+            Continue from the checkpoint in ``checkpoint_dir`` with the run's own seed, so
+            the result equals that of an uninterrupted run. Without a checkpoint there yet,
+            training starts from the first epoch (with a warning).
         callback : callable, optional
             Called with each epoch's record (used for progress bars).
         **table
@@ -318,16 +325,26 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             delattr(self, attr)
         seqs = self._sequences(X, lengths, **table)
         device = self._device()
+        state = _read_checkpoint(checkpoint_dir) if resume else None
         seed = (
             int(self.random_state)
             if self.random_state is not None
             else int(np.random.SeedSequence().entropy % (2**31))
         )
+        if state is not None and "seed" in state:
+            seed = int(state["seed"])  # the run's own seed: same split, same epochs
         torch.manual_seed(seed)
 
         # scale on observed steps only
         self.n_features_in_ = seqs.n_features
         self.feature_names_in_ = np.asarray(seqs.feature_names, dtype=object)
+        self.n_missing_ = int(sum(np.isnan(v).sum() for v in seqs.values))
+        if self.n_missing_:
+            logger.info(
+                "%d missing value(s) (%.2g%% of all) are masked out of the loss",
+                self.n_missing_,
+                100 * self.n_missing_ / sum(v.size for v in seqs.values),
+            )
         self.scaler_ = FeatureScaler(self.scaler).fit(seqs.values)
         scaled = self.scaler_.transform(seqs.values)
 
@@ -372,7 +389,6 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             checkpoint_dir=checkpoint_dir,
             callback=callback,
         )
-        state = load_checkpoint(checkpoint_dir) if resume and checkpoint_dir else None
         started = time.perf_counter()
         try:
             trainer.fit(train, validation, resume=state)
@@ -488,6 +504,22 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         return path
 
 
+def _read_checkpoint(checkpoint_dir: str | Path | None) -> dict | None:
+    """The checkpoint to resume from, or None (with a warning) when there is none yet."""
+    if checkpoint_dir is None:
+        raise ParameterError("resume=True needs checkpoint_dir, the directory to resume from.")
+    try:
+        return load_checkpoint(checkpoint_dir)
+    except FileNotFoundError:
+        warnings.warn(
+            f"resume=True but {str(checkpoint_dir)!r} holds no checkpoint yet; training "
+            "starts from the first epoch.",
+            TrainingWarning,
+            stacklevel=3,
+        )
+        return None
+
+
 def load(path: str | Path) -> HierarchicalAutoencoder:
     """Load a model saved with :meth:`HierarchicalAutoencoder.save`.
 
@@ -509,23 +541,32 @@ def load(path: str | Path) -> HierarchicalAutoencoder:
             )
     try:
         config = json.loads(config_path.read_text())
+        if int(config.get("format_version", 1)) > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{str(path)!r} was saved by a newer hlae (format "
+                f"{config['format_version']}); upgrade hlae to load it."
+            )
         params = config["params"]
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{str(config_path)!r} is damaged ({exc}); re-save the model.")
-    if isinstance(params.get("chunk_length"), list):
-        params["chunk_length"] = tuple(params["chunk_length"])
-    if isinstance(params.get("augmentation"), list):
-        params["augmentation"] = tuple(params["augmentation"])
-    model = HierarchicalAutoencoder(**params)
-    model.n_features_in_ = config["n_features_in"]
-    model.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
-    model.chunk_lengths_ = tuple(config["chunk_lengths"])
-    model.scaler_ = FeatureScaler.from_dict(config["scaler"])
-    model.history_ = config["history"]
-    model.best_epoch_ = config["best_epoch"]
-    model.stop_reason_ = config["stop_reason"]
-    model.train_lengths_ = tuple(config["train_lengths"])
-    module = model._build_module()
+        if isinstance(params.get("chunk_length"), list):
+            params["chunk_length"] = tuple(params["chunk_length"])
+        if isinstance(params.get("augmentation"), list):
+            params["augmentation"] = tuple(params["augmentation"])
+        model = HierarchicalAutoencoder(**params)
+        model.n_features_in_ = config["n_features_in"]
+        model.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
+        model.chunk_lengths_ = tuple(config["chunk_lengths"])
+        model.scaler_ = FeatureScaler.from_dict(config["scaler"])
+        model.history_ = config["history"]
+        model.best_epoch_ = config["best_epoch"]
+        model.stop_reason_ = config["stop_reason"]
+        model.train_lengths_ = tuple(config["train_lengths"])
+        module = model._build_module()
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(
+            f"{str(config_path)!r} is damaged ({type(exc).__name__}: {exc}); re-save the model."
+        ) from None
     try:
         state = load_file(str(weights_path))
         module.load_state_dict(state)

@@ -3,7 +3,9 @@
 The loop is a list of steps: build length-grouped batches, augment, forward, masked loss,
 backward, clip, step, schedule; then validate, keep the best weights, stop early, and write
 a checkpoint. A non-finite loss or gradient rolls the epoch back and retries at a lower
-learning rate a bounded number of times.
+learning rate a bounded number of times. SIGINT or SIGTERM stops training after the current
+batch: the unfinished epoch is dropped, the checkpoint of the last completed epoch is kept,
+and the best weights are restored.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import copy
 import logging
 import math
 import os
+import signal
+import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +26,7 @@ import torch
 from torch import nn
 
 from hlae.data import length_batches, pad_batch
-from hlae.exceptions import DivergenceError, ParameterError
+from hlae.exceptions import DivergenceError, ModelFileError, ParameterError, TrainingWarning
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +88,38 @@ def augment_sequence(
     return x, target
 
 
+class _StopRequests:
+    """Turn SIGINT and SIGTERM during training into a request to stop after the batch.
+
+    The first signal is remembered and the previous handlers are put back at once, so a
+    second Ctrl-C (or SIGTERM) acts as it would without hlae. Handlers can only be set from
+    the main thread; elsewhere this does nothing.
+    """
+
+    def __enter__(self) -> _StopRequests:
+        self.received: str | None = None
+        self._previous: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+                except (ValueError, OSError):  # pragma: no cover - embedded interpreters
+                    pass
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        self.received = signal.Signals(signum).name
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+
 def _epoch_generators(seed: int, epoch: int) -> np.random.Generator:
     """Random state of an epoch depends only on (seed, epoch): resuming is exact."""
     torch.manual_seed(seed * 1_000_003 + epoch)
@@ -114,6 +151,7 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         callback: Callable[[dict], None] | None = None,
         max_retries: int = 3,
+        ema_decay: float | None = 0.99,
     ) -> None:
         self.module = module
         self.loss, self.lr, self.weight_decay = loss, lr, weight_decay
@@ -122,6 +160,7 @@ class Trainer:
         self.seed, self.device, self.max_time = seed, torch.device(device), max_time
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.callback, self.max_retries = callback, max_retries
+        self.ema_decay = ema_decay
 
     # -- set-up ---------------------------------------------------------------------------
     def _build_optimiser(self, steps_per_epoch: int) -> None:
@@ -140,21 +179,41 @@ class Trainer:
             ],
             milestones=[warm],
         )
+        # An exponential moving average of the weights is what gets validated and kept:
+        # on small data sets it generalises better than the last iterate.
+        self.averaged = None
+        if self.ema_decay:
+            self.averaged = torch.optim.swa_utils.AveragedModel(
+                self.module,
+                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(self.ema_decay),
+            )
 
     def _state(self) -> dict:
-        return {
+        state = {
             "module": copy.deepcopy(self.module.state_dict()),
             "optimiser": copy.deepcopy(self.optimiser.state_dict()),
             "scheduler": copy.deepcopy(self.scheduler.state_dict()),
         }
+        if self.averaged is not None:
+            state["averaged"] = copy.deepcopy(self.averaged.state_dict())
+        return state
 
     def _load_state(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])
         self.optimiser.load_state_dict(state["optimiser"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.averaged is not None and "averaged" in state:
+            self.averaged.load_state_dict(state["averaged"])
+
+    @property
+    def kept_module(self) -> nn.Module:
+        """The weights that are validated and kept: the running average when there is one."""
+        return self.averaged.module if self.averaged is not None else self.module
 
     # -- one epoch ------------------------------------------------------------------------
-    def _train_epoch(self, train: list[np.ndarray], rng: np.random.Generator):
+    def _train_epoch(self, train: list[np.ndarray], rng: np.random.Generator, stop=None):
+        """One pass over ``train``: (loss, mean gradient norm); NaN when not finite, None
+        when a stop was requested (the epoch is unfinished)."""
         self.module.train()
         total, weight, norms = 0.0, 0.0, []
         lengths = np.array([len(v) for v in train])
@@ -180,21 +239,26 @@ class Trainer:
                 return math.nan, math.nan
             self.optimiser.step()
             self.scheduler.step()
+            if self.averaged is not None:
+                self.averaged.update_parameters(self.module)
 
             n_obs = float(mask.sum())
             total += loss.item() * n_obs
             weight += n_obs
             norms.append(norm.item())
+            if stop is not None and stop.received:
+                return None, None
         return total / max(weight, 1.0), float(np.mean(norms))
 
     @torch.no_grad()
     def evaluate(self, values: list[np.ndarray], batch_size: int = 256) -> float:
-        """Mean loss over the observed values of ``values`` (scaled sequences)."""
-        self.module.eval()
+        """Mean loss of the kept weights over the observed values of ``values``."""
+        module = self.kept_module
+        module.eval()
         total, weight = 0.0, 0.0
         for index in length_batches(np.array([len(v) for v in values]), batch_size):
             x, mask, lens = pad_batch(values, index, self.device)
-            pred, _ = self.module(x, mask, lens)
+            pred, _ = module(x, mask, lens)
             n_obs = float(mask.sum())
             total += float(masked_loss(pred, x, mask, self.loss)) * n_obs
             weight += n_obs
@@ -215,71 +279,116 @@ class Trainer:
         self.best_loss, self.best_epoch, self.best_module = math.inf, -1, None
         start_epoch, retries, started = 0, 0, time.perf_counter()
         if resume is not None:
-            self._load_state(resume)
-            self.history = resume["history"]
-            self.best_loss, self.best_epoch = resume["best_loss"], resume["best_epoch"]
-            self.best_module = resume["best_module"]
-            start_epoch = resume["epoch"] + 1
+            try:
+                self._load_state(resume)
+                self.history = resume["history"]
+                self.best_loss, self.best_epoch = resume["best_loss"], resume["best_epoch"]
+                self.best_module = resume["best_module"]
+                start_epoch = resume["epoch"] + 1
+            except (KeyError, RuntimeError, ValueError) as exc:
+                raise ModelFileError(
+                    f"The checkpoint does not fit this model or is damaged ({exc}). Resume "
+                    "with the same data and parameters, or start again without resume."
+                ) from None
             logger.info("Resuming at epoch %d", start_epoch)
         monitor = "val_loss" if validation else "train_loss"
         self.stop_reason = "max_epochs"
+        self.interrupted_by: str | None = None
 
         epoch = start_epoch
-        while epoch < self.max_epochs:
-            tick = time.perf_counter()
-            good_state = self._state()
-            rng = _epoch_generators(self.seed, epoch)
+        with _StopRequests() as stop:
+            while epoch < self.max_epochs:
+                tick = time.perf_counter()
+                good_state = self._state()
+                rng = _epoch_generators(self.seed, epoch)
 
-            # train one epoch; a non-finite loss or gradient rolls it back at a lower rate
-            train_loss, grad_norm = self._train_epoch(train, rng)
-            if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
-                self._load_state(good_state)
-                retries += 1
-                if retries > self.max_retries:
-                    self._restore_best()
-                    self.stop_reason = "diverged"
-                    raise DivergenceError(
-                        f"Training diverged {retries} times (non-finite loss or gradient) "
-                        f"even after lowering the learning rate to "
-                        f"{self.optimiser.param_groups[0]['lr']:.3g}. The best model so far "
-                        f"(epoch {self.best_epoch}) was kept. Lower lr, keep grad_clip on, "
-                        "and check the data's scale."
+                # train one epoch; a stop request (SIGINT/SIGTERM) drops the unfinished epoch
+                train_loss, grad_norm = self._train_epoch(train, rng, stop)
+                if train_loss is None:
+                    self._load_state(good_state)
+                    self._interrupted(stop.received, epoch)
+                    break
+
+                # a non-finite loss or gradient rolls the epoch back at a lower rate
+                if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+                    self._load_state(good_state)
+                    retries += 1
+                    if retries > self.max_retries:
+                        self._restore_best()
+                        self.stop_reason = "diverged"
+                        kept = (
+                            f"The best model so far (epoch {self.best_epoch}) was kept."
+                            if self.best_module is not None
+                            else "No epoch finished, so there is no model to keep."
+                        )
+                        raise DivergenceError(
+                            f"Training diverged {retries} times at epoch {epoch} (non-finite "
+                            "loss or gradient) even after lowering the learning rate to "
+                            f"{self.optimiser.param_groups[0]['lr']:.3g}. {kept} Lower lr, "
+                            "keep grad_clip on, and check the data's scale."
+                        )
+                    self._lower_learning_rate(0.3)
+                    warnings.warn(
+                        f"Non-finite loss or gradient at epoch {epoch}: rolled the epoch back "
+                        f"and lowered the learning rate to "
+                        f"{self.optimiser.param_groups[0]['lr']:.3g} (retry {retries} of "
+                        f"{self.max_retries}).",
+                        TrainingWarning,
+                        stacklevel=2,
                     )
-                self._lower_learning_rate(0.3)
-                logger.warning("Non-finite loss at epoch %d; retry %d", epoch, retries)
-                continue
+                    continue
 
-            # validate, remember the best weights
-            val_loss = self.evaluate(validation) if validation else math.nan
-            record = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "grad_norm": grad_norm,
-                "lr": self.optimiser.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - tick,
-            }
-            self.history.append(record)
-            current = record[monitor]
-            if current < self.best_loss * (1 - 1e-4):
-                self.best_loss, self.best_epoch = current, epoch
-                self.best_module = copy.deepcopy(self.module.state_dict())
-            if self.callback is not None:
-                self.callback(record)
-            logger.debug("epoch %d: %s", epoch, record)
+                # validate, remember the best weights
+                val_loss = self.evaluate(validation) if validation else math.nan
+                record = {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "grad_norm": grad_norm,
+                    "lr": self.optimiser.param_groups[0]["lr"],
+                    "seconds": time.perf_counter() - tick,
+                }
+                self.history.append(record)
+                current = record[monitor]
+                if current < self.best_loss * (1 - 1e-4):
+                    self.best_loss, self.best_epoch = current, epoch
+                    self.best_module = copy.deepcopy(self.kept_module.state_dict())
+                if self.callback is not None:
+                    self.callback(record)
+                logger.debug("epoch %d: %s", epoch, record)
 
-            if self.checkpoint_dir is not None:
-                self.save_checkpoint(epoch)
-            if epoch - self.best_epoch >= self.patience:
-                self.stop_reason = "early_stopping"
-                break
-            if self.max_time is not None and time.perf_counter() - started > self.max_time:
-                self.stop_reason = "max_time"
-                break
-            epoch += 1
+                if self.checkpoint_dir is not None:
+                    self.save_checkpoint(epoch)
+                if stop.received:  # arrived while validating or writing: epoch is complete
+                    self._interrupted(stop.received, epoch + 1)
+                    break
+                if epoch - self.best_epoch >= self.patience:
+                    self.stop_reason = "early_stopping"
+                    break
+                if self.max_time is not None and time.perf_counter() - started > self.max_time:
+                    self.stop_reason = "max_time"
+                    break
+                epoch += 1
 
         self._restore_best()
         return self.history
+
+    def _interrupted(self, signal_name: str, epoch: int) -> None:
+        """Stop at a signal: the state is that of the end of epoch ``epoch - 1``."""
+        self.stop_reason, self.interrupted_by = "interrupted", signal_name
+        if self.checkpoint_dir is not None and self.history:
+            self.save_checkpoint(epoch - 1)
+        done = (
+            f"the last completed epoch is {epoch - 1}"
+            if self.history
+            else "no epoch had completed"
+        )
+        warnings.warn(
+            f"Training stopped by {signal_name} during epoch {epoch}; {done}. The best "
+            f"weights so far (epoch {self.best_epoch}) are kept.",
+            TrainingWarning,
+            stacklevel=3,
+        )
 
     def _lower_learning_rate(self, factor: float) -> None:
         self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
@@ -303,6 +412,7 @@ class Trainer:
             "best_loss": self.best_loss,
             "best_epoch": self.best_epoch,
             "best_module": self.best_module,
+            "seed": self.seed,
         }
 
     def save_checkpoint(self, epoch: int) -> Path:
@@ -319,6 +429,22 @@ class Trainer:
 
 
 def load_checkpoint(directory: str | Path) -> dict:
-    """Read a checkpoint written by :meth:`Trainer.save_checkpoint` (no pickle)."""
+    """Read a checkpoint written by :meth:`Trainer.save_checkpoint` (no pickle).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``directory`` holds no checkpoint.
+    ModelFileError
+        When the checkpoint cannot be read.
+    """
     path = Path(directory) / CHECKPOINT_NAME
-    return torch.load(path, map_location="cpu", weights_only=True)
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {str(path)!r}.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds of error for a damaged file
+        raise ModelFileError(
+            f"The checkpoint {str(path)!r} could not be read ({exc}). Delete it to start "
+            "again, or restore it from a copy."
+        ) from None
