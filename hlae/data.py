@@ -198,8 +198,8 @@ def _from_array(X: np.ndarray, lengths: Any, feature_names: list[str] | None) ->
         raise InputError(
             f"lengths[{bad}] = {int(lengths[bad])} is outside 0..{T}, the array's time dimension."
         )
-    values = [X[i, : int(lengths[i])].astype(np.float32) for i in range(n)]
     names = list(feature_names) if feature_names is not None else _default_names(F)
+    values = [_float32(X[i, : int(lengths[i])], f"Sequence {i}", names) for i in range(n)]
     return Sequences(values, list(range(n)), names, "array", T)
 
 
@@ -223,10 +223,22 @@ def _from_list(items: list, feature_names: list[str] | None) -> Sequences:
             raise InputError(
                 f"Sequence {i} cannot be read as an array of shape (T, F): {exc}."
             ) from None
+        if arr.dtype == object and pd.api.types.infer_dtype(arr.ravel(), skipna=True) in (
+            "floating",
+            "integer",
+            "mixed-integer-float",
+            "boolean",
+            "empty",
+        ):
+            arr = arr.astype(np.float64)  # numbers (and None) held as Python objects
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            numbers = (int, float, np.number, type(None))
+            sample = next((e for e in arr.ravel() if not isinstance(e, numbers)), None)
+            example = f", for example {str(sample)!r}" if isinstance(sample, str) else ""
             raise InputError(
-                f"Sequence {i} holds non-numeric values (dtype {arr.dtype}). Convert it to a "
-                "float array, e.g. np.asarray(seq, dtype=float), after removing text values."
+                f"Sequence {i} holds non-numeric values (dtype {arr.dtype}{example}). Convert "
+                "it to a float array, e.g. np.asarray(seq, dtype=float), after removing text "
+                "values."
             )
         if arr.ndim == 1:
             arr = arr.reshape(-1, 1)
@@ -246,9 +258,23 @@ def _from_list(items: list, feature_names: list[str] | None) -> Sequences:
     if width == 0:
         raise InputError("The sequences have no features (their second dimension is 0).")
     names = list(feature_names) if feature_names is not None else _default_names(width)
-    return Sequences(
-        [v.astype(np.float32) for v in values], list(range(len(values))), names, "list"
-    )
+    values = [_float32(v, f"Sequence {i}", names) for i, v in enumerate(values)]
+    return Sequences(values, list(range(len(values))), names, "list")
+
+
+def _float32(v: np.ndarray, where: str, names: list[str]) -> np.ndarray:
+    """Cast one ``(T, F)`` sequence to float32, refusing values too large for float32."""
+    with np.errstate(invalid="ignore"):
+        too_large = np.isfinite(v) & (np.abs(v) > FLOAT32_MAX)
+    if too_large.any():
+        step, feat = (int(a[0]) for a in np.nonzero(too_large))
+        raise InputError(
+            f"{where} has a value ({v[step, feat]:.3g}) at step {step}, feature {feat} "
+            f"({names[feat]!r}) that is too large for float32 (largest about 3.4e38); "
+            f"{int(too_large.sum())} such value(s) in this sequence. Rescale the data (other "
+            "units, a log transform) or clip it."
+        )
+    return v.astype(np.float32)
 
 
 def _check_values(seqs: Sequences, *, missing: str, min_length: int) -> None:
@@ -363,6 +389,12 @@ def from_long_table(
         row = int(np.flatnonzero(frame[id_column].isna().to_numpy())[0])
         raise InputError(f"The id column {id_column!r} is missing a value at row {row}.")
     if order_column is not None:
+        if frame[order_column].isna().any():
+            row = int(np.flatnonzero(frame[order_column].isna().to_numpy())[0])
+            raise InputError(
+                f"The order column {order_column!r} is missing a value at row {row}; every "
+                "step needs its position."
+            )
         dup = frame.duplicated([id_column, order_column])
         if dup.any():
             row = int(np.flatnonzero(dup.to_numpy())[0])
@@ -371,11 +403,18 @@ def from_long_table(
                 f"{frame[order_column].iloc[row]!r} (row {row}). Each step must appear once; "
                 "remove duplicates or aggregate them."
             )
-        frame = frame.sort_values([order_column], kind="stable")
+        try:
+            frame = frame.sort_values([order_column], kind="stable")
+        except TypeError as exc:
+            raise InputError(
+                f"The order column {order_column!r} mixes values that cannot be compared "
+                f"({exc}); make it all numbers or all timestamps."
+            ) from None
     values, ids, orders = [], [], []
     for key, group in frame.groupby(id_column, sort=False):
         ids.append(key)
-        values.append(group[feature_columns].to_numpy(dtype=np.float64).astype(np.float32))
+        steps = group[feature_columns].to_numpy(dtype=np.float64, na_value=np.nan)
+        values.append(_float32(steps, f"Sequence {key!r}", feature_columns))
         orders.append(group[order_column].to_numpy() if order_column else np.arange(len(group)))
     # Keep the order in which ids first appear in the table.
     first_seen = {k: i for i, k in enumerate(pd.unique(frame.sort_index()[id_column]))}
