@@ -128,9 +128,14 @@ def _write_outputs(model, out: Path, history_title: str) -> None:
 
 # -- commands -----------------------------------------------------------------------------
 def cmd_fit(args: argparse.Namespace) -> int:
+    from hlae.data import as_sequences
     from hlae.estimator import HierarchicalAutoencoder
+    from hlae.exceptions import DivergenceError, ParameterError
 
+    # every check on the data and the parameters comes before anything is written to --out
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {str(out)!r} is a file; give a directory for the run.")
     seqs = load_data(args.data, args)
     params = model_params(args)
     if args.resume:
@@ -141,16 +146,38 @@ def cmd_fit(args: argparse.Namespace) -> int:
         params = {**json.loads(saved.read_text())["params"], **params}
     model = HierarchicalAutoencoder(**params)
     model._check_params()
+    seqs = as_sequences(seqs, missing=model.missing)
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         (out / "run.json").write_text(json.dumps({"params": params, "data": str(args.data)}))
     bar = EpochBar(model.max_epochs)
+    diverged = None
     try:
-        model.fit(seqs, checkpoint_dir=out / "checkpoint", resume=args.resume, callback=bar)
+        with warnings.catch_warnings():
+            # an interrupt is reported below, with the command that resumes the run
+            warnings.filterwarnings("ignore", "Training stopped by", HlaeWarning)
+            model.fit(seqs, checkpoint_dir=out / "checkpoint", resume=args.resume, callback=bar)
+    except DivergenceError as exc:
+        diverged = exc
     finally:
         bar.close()
+    resume_hint = f"continue with: hlae fit {args.data} --out {out} --resume"
+    if not model.history_:  # stopped before the first epoch finished: nothing to save
+        if diverged is not None:
+            print(f"error: {diverged}", file=sys.stderr)
+            return 1
+        print(f"interrupted before the first epoch finished; {resume_hint}", file=sys.stderr)
+        return 130
     model.save(out / "model")
     _write_outputs(model, out, f"hlae fit {Path(args.data).name}")
+    if diverged is not None:
+        print(
+            f"error: {diverged}\nthe best model so far is saved in {out / 'model'}",
+            file=sys.stderr,
+        )
+        return 1
+    if model.n_missing_:
+        print(f"{model.n_missing_} missing value(s) were masked out of the loss")
     last = model.history_[model.best_epoch_] if model.history_ else {}
     print(
         f"trained {len(model.history_)} epochs ({model.stop_reason_}), best epoch "
@@ -161,6 +188,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"model: {out / 'model'}\nhistory: {out / 'history.csv'}\nloss curve: "
         f"{out / 'loss_curve.png'}"
     )
+    if model.stop_reason_ == "interrupted":  # by SIGINT or SIGTERM
+        print(
+            "interrupted: the best model so far is saved and the checkpoint of the last "
+            f"completed epoch is in {out / 'checkpoint'}; {resume_hint}",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

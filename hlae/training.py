@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 LOSSES = ("mse", "mae", "huber", "cosine")
 AUGMENTATIONS = ("jitter", "scaling", "cropping", "time_warp")
 CHECKPOINT_NAME = "checkpoint.pt"
+# A batch loss this many times the untrained model's first loss counts as diverged.
+EXPLODING_LOSS = 1e4
 
 
 def masked_loss(
@@ -229,7 +231,11 @@ class Trainer:
                 y = x
             pred, _ = self.module(x, mask, lens)
             loss = masked_loss(pred, y, mask, self.loss)
-            if not torch.isfinite(loss):
+            value = loss.item()
+            if self.loss_limit is None and math.isfinite(value):
+                # the untrained model's first loss sets the scale of an exploding loss
+                self.loss_limit = EXPLODING_LOSS * max(value, 1e-2)
+            if not math.isfinite(value) or value > (self.loss_limit or math.inf):
                 return math.nan, math.nan
 
             self.optimiser.zero_grad(set_to_none=True)
@@ -243,7 +249,7 @@ class Trainer:
                 self.averaged.update_parameters(self.module)
 
             n_obs = float(mask.sum())
-            total += loss.item() * n_obs
+            total += value * n_obs
             weight += n_obs
             norms.append(norm.item())
             if stop is not None and stop.received:
@@ -277,6 +283,7 @@ class Trainer:
         self._build_optimiser(n_batches)
         self.history: list[dict] = []
         self.best_loss, self.best_epoch, self.best_module = math.inf, -1, None
+        self.loss_limit: float | None = None
         start_epoch, retries, started = 0, 0, time.perf_counter()
         if resume is not None:
             try:
@@ -284,6 +291,7 @@ class Trainer:
                 self.history = resume["history"]
                 self.best_loss, self.best_epoch = resume["best_loss"], resume["best_epoch"]
                 self.best_module = resume["best_module"]
+                self.loss_limit = resume.get("loss_limit")
                 start_epoch = resume["epoch"] + 1
             except (KeyError, RuntimeError, ValueError) as exc:
                 raise ModelFileError(
@@ -322,14 +330,16 @@ class Trainer:
                             else "No epoch finished, so there is no model to keep."
                         )
                         raise DivergenceError(
-                            f"Training diverged {retries} times at epoch {epoch} (non-finite "
-                            "loss or gradient) even after lowering the learning rate to "
+                            f"Training diverged {retries} times at epoch {epoch} (a non-finite "
+                            "or exploding loss, or a non-finite gradient) even after lowering "
+                            "the learning rate to "
                             f"{self.optimiser.param_groups[0]['lr']:.3g}. {kept} Lower lr, "
                             "keep grad_clip on, and check the data's scale."
                         )
                     self._lower_learning_rate(0.3)
                     warnings.warn(
-                        f"Non-finite loss or gradient at epoch {epoch}: rolled the epoch back "
+                        f"Diverged at epoch {epoch} (non-finite or exploding loss or gradient): "
+                        "rolled the epoch back "
                         f"and lowered the learning rate to "
                         f"{self.optimiser.param_groups[0]['lr']:.3g} (retry {retries} of "
                         f"{self.max_retries}).",
@@ -391,9 +401,10 @@ class Trainer:
         )
 
     def _lower_learning_rate(self, factor: float) -> None:
-        self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
-        for sched in self.scheduler._schedulers:
-            sched.base_lrs = [lr * factor for lr in sched.base_lrs]
+        # SequentialLR has no base_lrs of its own in recent PyTorch; its parts do
+        for sched in (self.scheduler, *self.scheduler._schedulers):
+            if hasattr(sched, "base_lrs"):
+                sched.base_lrs = [lr * factor for lr in sched.base_lrs]
             if hasattr(sched, "eta_min"):
                 sched.eta_min *= factor
         for group in self.optimiser.param_groups:
@@ -413,6 +424,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "best_module": self.best_module,
             "seed": self.seed,
+            "loss_limit": self.loss_limit,
         }
 
     def save_checkpoint(self, epoch: int) -> Path:
