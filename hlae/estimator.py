@@ -79,9 +79,9 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         AdamW's decoupled weight decay.
     batch_size : int, default=32
         Sequences per batch; batches are grouped by length.
-    max_epochs : int, default=300
+    max_epochs : int, default=100
         Upper bound on epochs.
-    patience : int, default=30
+    patience : int, default=20
         Early stopping: epochs without improvement of the validation loss before stopping.
         The best weights are restored.
     validation_fraction : float, default=0.15
@@ -147,8 +147,8 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         batch_size: int = 32,
-        max_epochs: int = 300,
-        patience: int = 30,
+        max_epochs: int = 100,
+        patience: int = 20,
         validation_fraction: float = 0.15,
         warmup: float = 0.05,
         grad_clip: float = 1.0,
