@@ -67,7 +67,7 @@ MODEL_OPTIONS = {
     "lr": float,
     "weight_decay": float,
     "batch_size": int,
-    "max_epochs": int,
+    "max_epochs": lambda v: v if v == "auto" else int(v),
     "patience": int,
     "validation_fraction": float,
     "max_time": float,
@@ -149,8 +149,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     seqs = as_sequences(seqs, missing=model.missing)
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume:
+        # a new run: an older run's checkpoint must never be resumed with these settings
+        (out / "checkpoint" / "checkpoint.pt").unlink(missing_ok=True)
         (out / "run.json").write_text(json.dumps({"params": params, "data": str(args.data)}))
-    bar = EpochBar(model.max_epochs)
+    bar = EpochBar(None if model.max_epochs == "auto" else int(model.max_epochs))
     diverged = None
     try:
         with warnings.catch_warnings():
@@ -258,7 +260,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.max_time:
         params["max_time"] = args.max_time
     model = HierarchicalAutoencoder(**params)
-    bar = EpochBar(model.max_epochs)
+    bar = EpochBar(None)
     started = time.perf_counter()
     try:
         model.fit(train, callback=bar)

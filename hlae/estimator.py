@@ -79,8 +79,10 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         AdamW's decoupled weight decay.
     batch_size : int, default=32
         Sequences per batch; batches are grouped by length.
-    max_epochs : int, default=100
-        Upper bound on epochs.
+    max_epochs : int or "auto", default="auto"
+        Upper bound on epochs; the learning-rate schedule spans it. ``"auto"`` gives at
+        least 100 epochs and at least 1000 optimisation steps (at most 1000 epochs), so
+        small data sets with few batches per epoch still train long enough.
     patience : int, default=20
         Early stopping: epochs without improvement of the validation loss before stopping.
         The best weights are restored.
@@ -147,7 +149,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         lr: float = 3e-3,
         weight_decay: float = 1e-4,
         batch_size: int = 32,
-        max_epochs: int = 100,
+        max_epochs: int | str = "auto",
         patience: int = 20,
         validation_fraction: float = 0.15,
         warmup: float = 0.05,
@@ -188,8 +190,9 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
 
         for name in ("latent_dim", "hidden_size", "variable_size", "batch_size"):
             positive_int(name, getattr(self, name))
-        for name in ("max_epochs", "patience"):
-            positive_int(name, getattr(self, name))
+        positive_int("patience", self.patience)
+        if self.max_epochs != "auto":
+            positive_int("max_epochs", self.max_epochs)
         if self.hierarchy not in HIERARCHIES:
             raise ParameterError(
                 f"hierarchy must be one of {HIERARCHIES}, got {self.hierarchy!r}."
@@ -252,6 +255,12 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         if str(self.device) not in ("cpu",) and not str(self.device).startswith("cuda"):
             raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}.")
         return torch.device(self.device)
+
+    def _max_epochs(self, n_train: int) -> int:
+        if self.max_epochs != "auto":
+            return int(self.max_epochs)
+        steps_per_epoch = max(1, math.ceil(n_train / int(self.batch_size)))
+        return int(min(1000, max(100, math.ceil(1000 / steps_per_epoch))))
 
     def _resolve_chunks(self, lengths: np.ndarray) -> tuple[int, ...]:
         if self.hierarchy in ("flat", "variables"):
@@ -378,7 +387,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             lr=float(self.lr),
             weight_decay=float(self.weight_decay),
             batch_size=int(self.batch_size),
-            max_epochs=int(self.max_epochs),
+            max_epochs=self._max_epochs(len(train)),
             patience=int(self.patience),
             warmup=float(self.warmup),
             grad_clip=float(self.grad_clip),

@@ -67,3 +67,25 @@ def mean_baseline(train: list[np.ndarray], test: list[np.ndarray]) -> list[np.nd
     """Predict the training mean of each feature at every step."""
     mean = Standardiser(train).mean
     return [np.broadcast_to(mean, s.shape).copy() for s in test]
+
+
+def across_sequence_variance(seqs: list[np.ndarray]) -> float:
+    """Variance across sequences at the same step, averaged over steps and features.
+
+    Sequences are aligned at their first step; at each step only the sequences observed
+    there count. A model that collapses to the mean has a value near zero.
+    """
+    T = max(len(s) for s in seqs)
+    stacked = np.full((len(seqs), T, seqs[0].shape[1]), np.nan)
+    for i, s in enumerate(seqs):
+        stacked[i, : len(s)] = s
+    enough = (~np.isnan(stacked)).sum(0) >= 2  # (T, F)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.nanvar(stacked, axis=0)
+    return float(np.mean(var[enough]))
+
+
+def collapse_ratio(reconstructions: list[np.ndarray], truth: list[np.ndarray]) -> float:
+    """Across-sequence variance of the reconstructions over that of the data (1 is ideal)."""
+    std = Standardiser(truth)
+    return across_sequence_variance(std(reconstructions)) / across_sequence_variance(std(truth))
