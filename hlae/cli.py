@@ -128,10 +128,13 @@ def _write_outputs(model, out: Path, history_title: str) -> None:
 
 # -- commands -----------------------------------------------------------------------------
 def cmd_fit(args: argparse.Namespace) -> int:
+    from hlae import distributed
     from hlae.data import as_sequences
     from hlae.estimator import HierarchicalAutoencoder
     from hlae.exceptions import DivergenceError, ParameterError
 
+    # under torchrun every process trains, but only rank 0 writes files and prints
+    main_rank = distributed.is_main()
     # every check on the data and the parameters comes before anything is written to --out
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -147,12 +150,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model = HierarchicalAutoencoder(**params)
     model._check_params()
     seqs = as_sequences(seqs, missing=model.missing)
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+    if not args.resume and main_rank:
         # a new run: an older run's checkpoint must never be resumed with these settings
         (out / "checkpoint" / "checkpoint.pt").unlink(missing_ok=True)
         (out / "run.json").write_text(json.dumps({"params": params, "data": str(args.data)}))
-    bar = EpochBar(None if model.max_epochs == "auto" else int(model.max_epochs))
+    bar = (
+        EpochBar(None if model.max_epochs == "auto" else int(model.max_epochs))
+        if main_rank
+        else None
+    )
     diverged = None
     try:
         with warnings.catch_warnings():
@@ -162,7 +170,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     except DivergenceError as exc:
         diverged = exc
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
+    if not main_rank:
+        interrupted = model.stop_reason_ == "interrupted" or not model.history_
+        return 1 if diverged is not None else 130 if interrupted else 0
     resume_hint = f"continue with: hlae fit {args.data} --out {out} --resume"
     if not model.history_:  # stopped before the first epoch finished: nothing to save
         if diverged is not None:
