@@ -132,6 +132,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from hlae.data import as_sequences
     from hlae.estimator import HierarchicalAutoencoder
     from hlae.exceptions import DivergenceError, ParameterError
+    from hlae.training import CHECKPOINT_NAME, load_checkpoint
 
     # under torchrun every process trains, but only rank 0 writes files and prints
     main_rank = distributed.is_main()
@@ -150,6 +151,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     model = HierarchicalAutoencoder(**params)
     model._check_params()
     seqs = as_sequences(seqs, missing=model.missing)
+    if args.resume and (out / "checkpoint" / CHECKPOINT_NAME).exists():
+        load_checkpoint(out / "checkpoint")  # a damaged checkpoint is an error, here
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
     if not args.resume and main_rank:

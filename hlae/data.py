@@ -221,7 +221,7 @@ def _from_list(items: list, feature_names: list[str] | None) -> Sequences:
             arr = np.asarray(item)
         except ValueError as exc:  # ragged nested lists
             raise InputError(
-                f"Sequence {i} cannot be read as an array of shape (T, F): {exc}."
+                f"Sequence {i} cannot be read as an array of shape (T, F): {str(exc).rstrip('.')}."
             ) from None
         if arr.dtype == object and pd.api.types.infer_dtype(arr.ravel(), skipna=True) in (
             "floating",
@@ -380,7 +380,8 @@ def from_long_table(
                 "feature columns you want with feature_columns= (--features)."
             )
         if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
-            sample = col.dropna().astype(str).iloc[0]
+            text = col.notna() & pd.to_numeric(col, errors="coerce").isna()
+            sample = str((col[text] if text.any() else col.dropna()).iloc[0])
             raise InputError(
                 f"Column {c!r} is not numeric (for example {sample!r}). Drop it, convert it "
                 "to numbers, or list the feature columns with feature_columns= (--features)."
@@ -398,10 +399,13 @@ def from_long_table(
         dup = frame.duplicated([id_column, order_column])
         if dup.any():
             row = int(np.flatnonzero(dup.to_numpy())[0])
+            # .tolist() turns NumPy scalars into plain Python values for the message
+            key, step = (
+                frame[c].iloc[row : row + 1].tolist()[0] for c in (id_column, order_column)
+            )
             raise InputError(
-                f"Sequence {frame[id_column].iloc[row]!r} has two rows with {order_column} = "
-                f"{frame[order_column].iloc[row]!r} (row {row}). Each step must appear once; "
-                "remove duplicates or aggregate them."
+                f"Sequence {key!r} has two rows with {order_column} = {step!r} (row {row}). "
+                "Each step must appear once; remove duplicates or aggregate them."
             )
         try:
             frame = frame.sort_values([order_column], kind="stable")

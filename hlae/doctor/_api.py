@@ -18,6 +18,7 @@ from sklearn.base import clone
 from hlae.data import FeatureScaler
 from hlae.doctor._data import DataView, data_checks, read_leniently, strip_padding
 from hlae.doctor._dynamics import (
+    distrust_lr,
     failure_finding,
     gradient_findings,
     input_dependence_finding,
@@ -60,9 +61,9 @@ class _Plan:
     @classmethod
     def make(cls, quick: bool, time_budget: float | None) -> _Plan:
         if quick:
-            plan = cls(16.0, 40, 20, 60, 1.5)
+            plan = cls(16.0, 40, 20, 150, 1.5)
         else:
-            plan = cls(80.0, 80, 40, 120, 3.0)
+            plan = cls(80.0, 80, 40, 300, 3.0)
         if time_budget is not None:
             if not (time_budget > 0 and math.isfinite(time_budget)):
                 raise ParameterError(f"time_budget must be positive, got {time_budget!r}.")
@@ -184,6 +185,7 @@ def diagnose(
     data = read_leniently(X, lengths, **_table(id_column, order_column, feature_columns))
     m.update(_describe(data))
     module, shaper = None, clone(est)
+    torch.manual_seed(seed)
     if data.values:
         shaper.n_features_in_ = data.values[0].shape[1]
         shaper.chunk_lengths_ = shaper._resolve_chunks(data.lengths)
@@ -239,17 +241,18 @@ def diagnose(
     )
     if est.lr != "auto":
         findings += lr_findings(report.range_test, lr, report.gradient_probe)
-    findings += gradient_findings(report.gradient_probe, lr)
+    findings = distrust_lr(findings + gradient_findings(report.gradient_probe, lr))
     _notify(progress, "overfitting one batch")
-    small = make_batches(train_scaled, 16, seed=seed, limit=1)[0]
+    small = make_batches(train_scaled, 4, by_length=False, seed=seed, limit=1)[0]
     report.overfit_probe = overfit_batch(
         subject,
         module,
         small,
-        lr=float(np.clip(suggested, 3e-4, 1e-2)),
+        lr=float(np.clip(suggested, 1e-3, 1e-2)),
         n_steps=plan.overfit_steps,
         grad_clip=float(est.grad_clip),
         seed=seed,
+        target=0.2 * _batch_variance(small),
     )
     findings += overfit_findings(report.overfit_probe, _batch_variance(small))
 
@@ -473,19 +476,20 @@ def diagnose_model(
             seed=seed,
         )
         findings += lr_findings(report.range_test, lr, report.gradient_probe)
-        findings += gradient_findings(report.gradient_probe, lr)
+        findings = distrust_lr(findings + gradient_findings(report.gradient_probe, lr))
         stage = "overfitting one batch"
         _notify(progress, stage)
-        small = make_batches(train, 16, by_length=False, seed=seed, limit=1)[0]
+        small = make_batches(train, 4, by_length=False, seed=seed, limit=1)[0]
         report.overfit_probe = overfit_batch(
             subject,
             module,
             small,
-            lr=float(np.clip(suggested, 3e-4, 1e-2)),
+            lr=float(np.clip(suggested, 1e-3, 1e-2)),
             n_steps=plan.overfit_steps,
             grad_clip=grad_clip,
             optimizer=optimizer,
             seed=seed,
+            target=0.2 * _batch_variance(small),
         )
         findings += overfit_findings(report.overfit_probe, _batch_variance(small))
 

@@ -19,6 +19,7 @@ __all__ = [
     "padding_findings",
     "input_dependence_finding",
     "failure_finding",
+    "distrust_lr",
 ]
 
 
@@ -43,51 +44,68 @@ def failure_finding(failure: ModuleFailure, stage: str) -> Finding:
 
 
 def lr_findings(range_test: dict[str, Any], lr: float, probe: dict | None) -> list[Finding]:
-    """Compare the configured learning rate with the range test's curve."""
+    """Compare the configured learning rate with the range test's curve and with what a
+    short run at that rate did."""
     suggested, min_lr, blowup = (
         range_test["suggested_lr"],
         range_test["min_loss_lr"],
         range_test["blowup_lr"],
     )
-    if not range_test["improved"]:
-        return []  # the loss never fell: the rate is not what is wrong
-    evidence = {
+    evidence: dict[str, Any] = {
         "lr": lr,
         "suggested_lr": suggested,
         "min_loss_lr": min_lr,
         "blowup_lr": blowup,
     }
+    # what the probe run at the configured rate did: loss and gradient norm, early and late
+    unstable = False
     if probe and probe["loss"]:
-        losses = [v for v in probe["loss"] if math.isfinite(v)]
-        if len(losses) >= 4:
-            k = max(2, len(losses) // 4)
-            evidence["probe_loss_first"] = float(np.mean(losses[:k]))
-            evidence["probe_loss_last"] = float(np.mean(losses[-k:]))
-        evidence["probe_nonfinite"] = len(losses) < len(probe["loss"])
+        losses = np.asarray(probe["loss"], dtype=float)
+        norms = np.asarray(probe["total"], dtype=float)
+        k = max(2, len(losses) // 4)
+        if len(losses) >= 4 and np.isfinite(losses).all():
+            first, last = float(losses[0]), float(np.mean(losses[-k:]))
+            evidence.update(probe_loss_first=first, probe_loss_last=last)
+            unstable = last > 1.2 * first
+        else:
+            unstable = not np.isfinite(losses).all()
+        if len(norms) >= 4 and np.isfinite(norms[0]):
+            growth = float(np.median(norms[-k:]) / max(norms[0], 1e-12))
+            evidence["probe_gradient_growth"] = growth
+            unstable = unstable or growth > 100 or not np.isfinite(norms).all()
+    if not range_test["improved"] and not unstable:
+        return []  # the loss never fell in the sweep: the rate is not what is wrong
     fix = f"Set lr={suggested:.2g} (or lr='auto' to run this range test in fit)."
-    if blowup is not None and lr >= blowup:
+    if (blowup is not None and lr >= blowup) or (unstable and lr > suggested):
+        why = (
+            f"past the rate at which the loss blows up in the range test ({blowup:.3g})"
+            if blowup is not None and lr >= blowup
+            else "so high that a short run at it destabilises: the loss or the gradient "
+            "norm grows instead of falling"
+        )
         return [
             Finding(
                 "lr-too-high",
                 "error",
-                f"lr={lr:.3g} is past the rate at which the loss blows up in the range test "
-                f"({blowup:.3g}); the best rate in the test was {min_lr:.3g}.",
+                f"lr={lr:.3g} is {why}; the range test's best rate was {min_lr:.3g} and it "
+                f"suggests {suggested:.3g}.",
                 evidence,
                 fix,
             )
         ]
-    if lr > 3 * min_lr:
+    if lr >= min_lr:
         return [
             Finding(
                 "lr-too-high",
                 "warning",
-                f"lr={lr:.3g} is {lr / min_lr:.3g} times the rate of the lowest loss in the "
-                f"range test ({min_lr:.3g}); training will be noisy or unstable.",
+                f"lr={lr:.3g} is at or above the rate of the lowest loss in the range test "
+                f"({min_lr:.3g}), where training turns noisy and unstable; it suggests "
+                f"{suggested:.3g}.",
                 evidence,
                 fix,
             )
         ]
-    if lr < suggested / 30:
+    if range_test["improved"] and lr < suggested / 30:
         return [
             Finding(
                 "lr-too-low",
@@ -113,9 +131,9 @@ def overfit_findings(probe: dict[str, Any], batch_variance: float) -> list[Findi
         "lr": probe["lr"],
         "batch_shape": probe["batch_shape"],
     }
-    if math.isfinite(final) and final <= 0.3 * reference:
+    if math.isfinite(final) and final <= 0.5 * reference:
         return []
-    severe = not math.isfinite(final) or final > 0.7 * reference
+    severe = not math.isfinite(final) or final > 0.85 * reference
     return [
         Finding(
             "cannot-overfit-batch",
@@ -146,6 +164,7 @@ def gradient_findings(probe: dict[str, Any], lr: float) -> list[Finding]:
     peak = float(np.max(total[finite])) if finite.any() else math.inf
     growth = last / max(first, 1e-12)
     evidence = {
+        "initial_norm": float(total[0]),
         "first_norm": first,
         "last_norm": last,
         "max_norm": peak,
@@ -155,6 +174,8 @@ def gradient_findings(probe: dict[str, Any], lr: float) -> list[Finding]:
     }
     if not finite.all() or peak > 1e3 or (growth > 100 and last > 10):
         severe = not finite.all() or peak > 1e4
+        at_init = bool(finite[0] and total[0] > 1e3) or not finite[0]
+        evidence["at_initialisation"] = at_init
         findings.append(
             Finding(
                 "exploding-gradients",
@@ -164,10 +185,18 @@ def gradient_findings(probe: dict[str, Any], lr: float) -> list[Finding]:
                     if not finite.all()
                     else f"Gradient norms reach {peak:.3g} (first steps {first:.3g}, last "
                     f"{last:.3g}); a well-scaled model on scaled data has norms near 1."
+                )
+                + (
+                    " They are huge from the first step, before the learning rate has done "
+                    "anything: the weights' or the inputs' scale is wrong."
+                    if at_init
+                    else ""
                 ),
                 evidence,
                 "Keep gradient clipping on (grad_clip=1.0), initialise weights at the usual "
                 "scale (PyTorch's defaults), make sure inputs are scaled, and lower lr.",
+                # huge from the start: the cause, not a consequence of the learning rate
+                prior=81 if at_init else 0.0,
             )
         )
     levels = probe["levels"]
@@ -340,5 +369,19 @@ def input_dependence_finding(
         {"relative_output_change": change, "batch_shape": list(x.shape)},
         "Make sure forward() feeds x to the encoder and the encoder's result to the decoder "
         "(no detached, overwritten or unused tensors); check with a batch and its shuffle.",
+        stage="dynamics",
         prior=97,
     )
+
+
+def distrust_lr(findings: list[Finding]) -> list[Finding]:
+    """A range test on a model whose gradients explode from the start says little."""
+    if not any(
+        f.code == "exploding-gradients" and f.evidence.get("at_initialisation") for f in findings
+    ):
+        return findings
+    for f in findings:
+        if f.code in ("lr-too-high", "lr-too-low"):
+            f.severity = "info"
+            f.message = "Unreliable while the gradients explode from the start: " + f.message
+    return findings

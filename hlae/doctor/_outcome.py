@@ -81,7 +81,8 @@ def pca_error_curve(train: list[np.ndarray], max_components: int) -> np.ndarray:
 def trend(history: list[dict], key: str = "val_loss", window: int = 5) -> float:
     """Relative change per epoch of ``key`` over the last ``window`` epochs (negative: falling)."""
     values = [r[key] for r in history if r.get(key) is not None and math.isfinite(r[key])]
-    if len(values) < window + 1:
+    window = min(window, len(values) - 1)
+    if window < 1:
         return math.nan
     recent = np.asarray(values[-window - 1 :])
     return float((recent[-1] - recent[0]) / window / max(abs(recent[0]), 1e-12))
@@ -157,7 +158,7 @@ def outcome_findings(
     e_4k = float(curve[min(4 * latent_dim, len(curve)) - 1])
     need = int(np.argmax(curve <= 0.2) + 1) if (curve <= 0.2).any() else len(curve)
     measurements.update(pca_train_error_curve=curve[:32], components_for_80_percent=need)
-    small_latent = e_k > 0.5 and e_4k < 0.5 * e_k and train_error > 0.3
+    small_latent = e_k > 0.5 and need >= 3 * latent_dim and train_error > 0.3
     if small_latent:
         findings.append(
             Finding(
@@ -181,7 +182,10 @@ def outcome_findings(
 
     # underfitting: the model does not even fit its training data as well as PCA
     if not small_latent and train_error > 1.05 * pca_train_error and train_error > 0.1:
-        stopped_early = stop_reason in ("max_epochs", "max_time") and still_falling
+        best_is_last = bool(history) and _best_epoch(history) == len(history) - 1
+        stopped_early = stop_reason in ("max_epochs", "max_time") and (
+            still_falling or best_is_last
+        )
         if inconclusive:
             findings.append(
                 Finding(
@@ -200,7 +204,7 @@ def outcome_findings(
                     "underfitting",
                     "error" if model_error >= pca_error else "warning",
                     f"Training stopped at {epochs_param}={len(history)} while the loss was "
-                    f"still falling ({-falling:.1%} per epoch); the training error "
+                    f"still improving (its best epoch was the last); the training error "
                     f"{train_error:.3g} is above PCA's {pca_train_error:.3g}.",
                     {
                         "epochs": len(history),
@@ -346,7 +350,7 @@ def inconclusive(findings: list[Finding], epochs: int) -> list[Finding]:
     seen, but do not call it a problem.
     """
     for f in findings:
-        if f.code in JUDGED_ON_TRAINING and f.severity != "info":
+        if f.code in JUDGED_ON_TRAINING and f.stage == "outcome" and f.severity != "info":
             f.severity = "info"
             f.message = (
                 f"Inconclusive: training was cut by the doctor's time budget after {epochs} "
@@ -354,3 +358,14 @@ def inconclusive(findings: list[Finding], epochs: int) -> list[Finding]:
             )
             f.fix = "Give the doctor more time (time_budget=, or drop --quick) to judge this."
     return findings
+
+
+def _best_epoch(history: list[dict]) -> int:
+    """Epoch of the lowest validation loss (training loss when there is no validation)."""
+    key = (
+        "val_loss"
+        if any(math.isfinite(r.get("val_loss", math.nan)) for r in history)
+        else ("train_loss")
+    )
+    values = [r[key] if math.isfinite(r[key]) else math.inf for r in history]
+    return int(np.argmin(values)) if values else -1

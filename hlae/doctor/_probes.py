@@ -410,25 +410,36 @@ def overfit_batch(
     grad_clip: float | None = 1.0,
     optimizer: str | Callable = "adam",
     seed: int = 0,
+    target: float = 0.0,
 ) -> dict[str, Any]:
-    """Train a copy on one batch only (dropout off); a sound model drives its loss down."""
+    """Train a copy on one small batch only (dropout off); a sound model memorises it.
+
+    Stops early once the observed-value error falls to ``target`` (checked every 10 steps).
+    """
     torch.manual_seed(seed)
     model = _fresh(module, dropout=False)
     opt = _optimiser([p for p in model.parameters() if p.requires_grad], lr, 0.0, optimizer)
     x, mask, lengths = batch
+
+    def error() -> float:
+        with torch.no_grad():
+            model.eval()
+            value = subject.observed_error(subject.forward(model, x, mask, lengths), x, mask)
+            model.train()
+        return value
+
+    first = last = error()
     losses = []
-    with torch.no_grad():
-        model.eval()
-        first = subject.observed_error(subject.forward(model, x, mask, lengths), x, mask)
-        model.train()
-    for _ in range(n_steps):
+    for step in range(n_steps):
         loss, _, _ = _step(subject, model, opt, batch, grad_clip)
         losses.append(loss)
         if not math.isfinite(loss):
             break
-    with torch.no_grad():
-        model.eval()
-        last = subject.observed_error(subject.forward(model, x, mask, lengths), x, mask)
+        if (step + 1) % 10 == 0:
+            last = error()
+            if last <= target:
+                break
+    last = error()
     return {
         "lr": lr,
         "steps": len(losses),
