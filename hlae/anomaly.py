@@ -46,7 +46,9 @@ FORMAT_VERSION = 1
 DETECTOR_FILE = "detector.json"
 ARRAYS_FILE = "detector.safetensors"
 AUTOENCODER_DIR = "autoencoder"
-MAX_COVARIANCE_ROWS = 50_000  # residual vectors used to fit the Mahalanobis covariance
+MAX_COVARIANCE_ROWS = 50_000  # rows used to fit a covariance (a random subset beyond)
+MAHALANOBIS_STATE = ("error_location", "error_whitening", "profile_location", "profile_precision")
+PRIOR_STEPS = 4.0  # steps of typical error added to every error-level estimate
 AUTOENCODER_PARAMS = tuple(
     name
     for name in inspect.signature(HierarchicalAutoencoder.__init__).parameters
@@ -141,7 +143,7 @@ class AnomalyDetector(BaseEstimator):
         contamination: float = 0.1,
         window: int | None = None,
         stride: int | None = None,
-        score: str = "mean",
+        score: str = "mahalanobis",
         smoothing: int | None = None,
         autoencoder_params: dict[str, Any] | None = None,
         **params: Any,
@@ -303,7 +305,7 @@ class AnomalyDetector(BaseEstimator):
         contamination: float = 0.1,
         window: int | None = None,
         stride: int | None = None,
-        score: str = "mean",
+        score: str = "mahalanobis",
         smoothing: int | None = None,
         lengths: Any = None,
         **table: Any,
@@ -349,17 +351,24 @@ class AnomalyDetector(BaseEstimator):
         self.autoencoder_ = autoencoder
         self.n_features_in_ = autoencoder.n_features_in_
         self.feature_names_in_ = autoencoder.feature_names_in_
-        residuals = self._residuals(seqs.values)
+        residuals, starts = self._unit_residuals(seqs.values)
         if self.score == "mahalanobis":
-            rows = np.concatenate([r.reshape(-1, r.shape[1]) for r in residuals[0]])
-            rows = np.nan_to_num(rows)
-            if len(rows) > MAX_COVARIANCE_ROWS:
-                pick = np.random.default_rng(0).choice(len(rows), MAX_COVARIANCE_ROWS, False)
-                rows = rows[pick]
-            covariance = LedoitWolf().fit(rows.astype(np.float64))
-            self.error_location_ = covariance.location_
-            self.error_precision_ = covariance.precision_
-        self.decision_scores_ = self._sample_scores(residuals)
+            # whiten the signed errors with their covariance over all training steps
+            rows = np.concatenate(residuals).astype(np.float64)
+            rows = _subsample(rows[~np.isnan(rows).any(axis=1)])
+            covariance = LedoitWolf().fit(rows).covariance_
+            eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+            eigenvalues = np.maximum(eigenvalues, 1e-12 * max(eigenvalues.max(), 1e-12))
+            self.error_location_ = rows.mean(axis=0)
+            self.error_whitening_ = eigenvectors / np.sqrt(eigenvalues)
+        errors = self._step_errors(residuals, starts, seqs.values)
+        if self.score == "mahalanobis":
+            # where the error profiles of normal sequences (or stretches) lie
+            profiles = _subsample(np.concatenate(self._profiles(errors)))
+            covariance = LedoitWolf().fit(profiles)
+            self.profile_location_ = covariance.location_
+            self.profile_precision_ = covariance.precision_
+        self.decision_scores_ = self._sample_scores(errors)
         self._set_threshold()
 
     def _set_threshold(self) -> None:
@@ -367,6 +376,11 @@ class AnomalyDetector(BaseEstimator):
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
 
     # -- errors ---------------------------------------------------------------------------
+    def _smoothing(self) -> int:
+        if self.smoothing is not None:
+            return int(self.smoothing)
+        return max(1, int(self.window) // 4)
+
     def _windows(self, values: list[np.ndarray]) -> tuple[list[np.ndarray], list[list[int]]]:
         """Cut recordings into windows; also return each recording's window starts."""
         window, stride = int(self.window), self._stride()
@@ -379,65 +393,108 @@ class AnomalyDetector(BaseEstimator):
             windows.extend(v[t : t + window] for t in s)
         return windows, starts
 
-    def _residuals(self, values: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Signed and squared errors per step and feature, ``(T_i, F)`` each, scaled units.
+    def _unit_residuals(
+        self, values: list[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[list[int]] | None]:
+        """Signed errors (reconstruction minus input, scaled units) of what the model sees.
 
-        In stream mode every step's errors are averaged over the windows that cover it.
+        Collection mode: one ``(T_i, F)`` array per sequence, and no window starts. Stream
+        mode: one ``(window, F)`` array per window, and each recording's window starts.
         """
         model = self.autoencoder_
-        if not self._stream:
-            recon = model.reconstruct(list(values))
-            signed = [
-                r - x
-                for r, x in zip(model.scaler_.transform(recon), model.scaler_.transform(values))
-            ]
-            return signed, [s**2 for s in signed]
-        windows, starts = self._windows(values)
-        recon = model.scaler_.transform(model.reconstruct(windows))
-        scaled = model.scaler_.transform(windows)
-        signed_all, squared_all = [], []
-        k, w = 0, int(self.window)
-        for v, s in zip(values, starts):
-            signed = np.zeros(v.shape, dtype=np.float64)
-            squared = np.zeros(v.shape, dtype=np.float64)
-            count = np.zeros((len(v), 1))
-            for t in s:
-                error = recon[k] - scaled[k]
-                signed[t : t + w] += error
-                squared[t : t + w] += error**2
-                count[t : t + w] += 1
-                k += 1
-            signed_all.append(signed / count)
-            squared_all.append(squared / count)
-        return signed_all, squared_all
+        units, starts = (self._windows(values)) if self._stream else (list(values), None)
+        recon = model.scaler_.transform(model.reconstruct(units))
+        scaled = model.scaler_.transform(units)
+        return [(r - x).astype(np.float64) for r, x in zip(recon, scaled)], starts
 
-    def _step_scores(
-        self, residuals: tuple[list[np.ndarray], list[np.ndarray]]
+    def _step_errors(
+        self,
+        residuals: list[np.ndarray],
+        starts: list[list[int]] | None,
+        values: list[np.ndarray],
     ) -> list[np.ndarray]:
-        signed, squared = residuals
-        if self.score == "mean":
-            steps = [_nan_reduce(np.nanmean, e) for e in squared]
-        elif self.score == "max":
-            steps = [_nan_reduce(np.nanmax, e) for e in squared]
+        """Squared errors per step and feature, ``(T_i, F)`` per sequence or recording.
+
+        For ``score="mahalanobis"`` the errors are whitened first (their components are
+        uncorrelated with unit variance on the training data). In stream mode each step's
+        errors are averaged over the windows that cover it.
+        """
+        if self.score == "mahalanobis":
+            squared = [
+                ((np.nan_to_num(r - self.error_location_)) @ self.error_whitening_) ** 2
+                for r in residuals
+            ]
         else:
-            steps = []
-            for r in signed:
-                centred = np.nan_to_num(r) - self.error_location_
-                steps.append(np.einsum("tf,fg,tg->t", centred, self.error_precision_, centred))
-        if self._stream and self.smoothing and self.smoothing > 1:
-            steps = [_moving_mean(s, int(self.smoothing)) for s in steps]
+            squared = [r**2 for r in residuals]
+        if not self._stream:
+            return squared
+        errors, k, w = [], 0, int(self.window)
+        for v, recording_starts in zip(values, starts):
+            total = np.zeros(v.shape, dtype=np.float64)
+            count = np.zeros(v.shape, dtype=np.float64)
+            for t in recording_starts:
+                observed = ~np.isnan(squared[k])
+                total[t : t + w] += np.where(observed, squared[k], 0.0)
+                count[t : t + w] += observed
+                k += 1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                errors.append(np.where(count > 0, total / count, np.nan))
+        return errors
+
+    def _profiles(self, errors: list[np.ndarray]) -> list[np.ndarray]:
+        """Log error level per whitened component: of each sequence, or around each step.
+
+        The level over ``n`` steps is estimated as ``(sum of squared errors + k) / (n + k)``
+        with ``k = PRIOR_STEPS``: as if a few more steps of typical error (1 after
+        whitening) had been seen, so that short stretches are not extreme by chance.
+        Too low a level is as unusual as too high a one (a frozen sensor, a class with
+        less variation than the training data).
+        """
+        if not self._stream:
+            return [
+                np.log((e.sum(axis=0, keepdims=True) + PRIOR_STEPS) / (len(e) + PRIOR_STEPS))
+                for e in errors
+            ]
+        width = self._smoothing()
+        profiles = []
+        for e in errors:
+            total = np.column_stack([_moving_sum(e[:, j], width) for j in range(e.shape[1])])
+            n = _moving_sum(np.ones(len(e)), width)[:, None]
+            profiles.append(np.log((total + PRIOR_STEPS) / (n + PRIOR_STEPS)))
+        return profiles
+
+    def _step_scores(self, errors: list[np.ndarray]) -> list[np.ndarray]:
+        if self.score == "mahalanobis":
+            if self._stream:
+                return [self._profile_distance(p) for p in self._profiles(errors)]
+            return [e.sum(axis=1) for e in errors]
+        reduce = np.nanmean if self.score == "mean" else np.nanmax
+        steps = [_nan_reduce(reduce, e) for e in errors]
+        if self._stream:
+            width = self._smoothing()
+            steps = [_moving_sum(s, width) / _moving_sum(np.ones(len(s)), width) for s in steps]
         return steps
 
-    def _sample_scores(self, residuals: tuple[list[np.ndarray], list[np.ndarray]]) -> np.ndarray:
-        steps = self._step_scores(residuals)
+    def _profile_distance(self, profiles: np.ndarray) -> np.ndarray:
+        centred = profiles - self.profile_location_
+        return np.einsum("nf,fg,ng->n", centred, self.profile_precision_, centred)
+
+    def _sample_scores(self, errors: list[np.ndarray]) -> np.ndarray:
         if self._stream:
-            return np.concatenate(steps)
-        if self.score == "max":
-            return np.array([s.max() for s in steps])
+            return np.concatenate(self._step_scores(errors))
         if self.score == "mean":
             # the sequence's mean squared error over its observed values
-            return np.array([np.nanmean(e) for e in residuals[1]])
-        return np.array([s.mean() for s in steps])
+            return np.array([np.nanmean(e) for e in errors])
+        if self.score == "max":
+            return np.array([np.nanmax(e) for e in errors])
+        return self._profile_distance(np.concatenate(self._profiles(errors)))
+
+    def _scores_of(self, X: Any, lengths: Any, table: dict) -> list[np.ndarray]:
+        """Per-step errors of new data, ready for the score functions."""
+        check_is_fitted(self, "autoencoder_")
+        seqs = self._sequences(X, lengths, **table)
+        residuals, starts = self._unit_residuals(seqs.values)
+        return self._step_errors(residuals, starts, seqs.values)
 
     # -- scoring --------------------------------------------------------------------------
     def decision_function(self, X: Any, *, lengths: Any = None, **table: Any) -> np.ndarray:
@@ -449,9 +506,7 @@ class AnomalyDetector(BaseEstimator):
             One score per sequence (collection mode), or one per step with the recordings
             concatenated in order (stream mode).
         """
-        check_is_fitted(self, "autoencoder_")
-        seqs = self._sequences(X, lengths, **table)
-        return self._sample_scores(self._residuals(seqs.values))
+        return self._sample_scores(self._scores_of(X, lengths, table))
 
     def score_steps(self, X: Any, *, lengths: Any = None, **table: Any) -> list[np.ndarray]:
         """Scores per step: where in each sequence the error sits.
@@ -465,9 +520,7 @@ class AnomalyDetector(BaseEstimator):
         list of ndarray
             One array ``(T_i,)`` per sequence or recording.
         """
-        check_is_fitted(self, "autoencoder_")
-        seqs = self._sequences(X, lengths, **table)
-        return self._step_scores(self._residuals(seqs.values))
+        return self._step_scores(self._scores_of(X, lengths, table))
 
     def predict(self, X: Any, *, lengths: Any = None, **table: Any) -> np.ndarray:
         """Labels: 1 for anomalous (score above ``threshold_``), 0 for normal."""
@@ -526,8 +579,8 @@ class AnomalyDetector(BaseEstimator):
         }
         arrays = {"decision_scores": np.asarray(self.decision_scores_, dtype=np.float64)}
         if self.score == "mahalanobis":
-            arrays["error_location"] = np.asarray(self.error_location_, dtype=np.float64)
-            arrays["error_precision"] = np.asarray(self.error_precision_, dtype=np.float64)
+            for name in MAHALANOBIS_STATE:
+                arrays[name] = np.asarray(getattr(self, name + "_"), dtype=np.float64)
         with tempfile.TemporaryDirectory(dir=path) as tmp:
             save_file(arrays, os.path.join(tmp, ARRAYS_FILE))
             with open(os.path.join(tmp, DETECTOR_FILE), "w") as fh:
@@ -589,10 +642,10 @@ def load_detector(path: str | Path) -> AnomalyDetector:
     detector.feature_names_in_ = detector.autoencoder_.feature_names_in_
     detector.decision_scores_ = arrays["decision_scores"]
     if detector.score == "mahalanobis":
-        if "error_precision" not in arrays:
+        if any(name not in arrays for name in MAHALANOBIS_STATE):
             raise ModelFileError(f"{str(arrays_path)!r} lacks the Mahalanobis statistics.")
-        detector.error_location_ = arrays["error_location"]
-        detector.error_precision_ = arrays["error_precision"]
+        for name in MAHALANOBIS_STATE:
+            setattr(detector, name + "_", arrays[name])
     detector.threshold_ = threshold
     detector.labels_ = (detector.decision_scores_ > threshold).astype(np.int64)
     return detector
@@ -669,12 +722,19 @@ def _nan_reduce(reduce: Callable, errors: np.ndarray) -> np.ndarray:
     return out
 
 
-def _moving_mean(scores: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving mean over ``width`` steps (shorter at the ends)."""
-    kernel = np.ones(width)
-    total = np.convolve(scores, kernel, mode="same")
-    count = np.convolve(np.ones_like(scores), kernel, mode="same")
-    return total / count
+def _moving_sum(values: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving sum over ``width`` steps (fewer steps at the ends); NaN counts as 0."""
+    if width <= 1:
+        return np.nan_to_num(values)
+    return np.convolve(np.nan_to_num(values), np.ones(width), mode="same")
+
+
+def _subsample(rows: np.ndarray) -> np.ndarray:
+    """At most MAX_COVARIANCE_ROWS rows, picked at random with a fixed seed."""
+    if len(rows) <= MAX_COVARIANCE_ROWS:
+        return rows
+    pick = np.random.default_rng(0).choice(len(rows), MAX_COVARIANCE_ROWS, replace=False)
+    return rows[pick]
 
 
 def _jsonable(params: dict) -> dict:
