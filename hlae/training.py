@@ -18,13 +18,15 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 
+from hlae import distributed
 from hlae.data import length_batches, pad_batch
 from hlae.exceptions import DivergenceError, ModelFileError, ParameterError, TrainingWarning
 
@@ -35,6 +37,8 @@ AUGMENTATIONS = ("jitter", "scaling", "cropping", "time_warp")
 CHECKPOINT_NAME = "checkpoint.pt"
 # A batch loss this many times the untrained model's first loss counts as diverged.
 EXPLODING_LOSS = 1e4
+# How a rank names a stop that a signal to another rank of a distributed run asked for.
+OTHER_RANK_STOP = "a stop request to another process"
 
 
 def masked_loss(
@@ -123,9 +127,35 @@ class _StopRequests:
 
 
 def _epoch_generators(seed: int, epoch: int) -> np.random.Generator:
-    """Random state of an epoch depends only on (seed, epoch): resuming is exact."""
-    torch.manual_seed(seed * 1_000_003 + epoch)
+    """Random state of an epoch depends only on (seed, epoch): resuming is exact.
+
+    The NumPy generator (batches, augmentation) is the same on every rank of a distributed
+    run, so all ranks cut the same global batches; PyTorch's (dropout) differs by rank.
+    """
+    torch.manual_seed(seed * 1_000_003 + epoch + 7_919 * distributed.rank())
     return np.random.default_rng([seed, epoch])
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """Batches streamed from somewhere other than memory (see :mod:`hlae.streaming`).
+
+    The trainer accepts such a source wherever it accepts a list of scaled sequences.
+    """
+
+    def batches(
+        self, rng: np.random.Generator | None, *, rank: int = 0, world_size: int = 1
+    ) -> Iterator[list[np.ndarray]]:
+        """One epoch of this rank's batches: lists of scaled ``(T_i, F)`` float32 arrays.
+
+        ``rng`` shuffles (training); ``None`` asks for a fixed order (validation). Ranks
+        may yield different numbers of batches.
+        """
+        ...
+
+    def steps_per_epoch(self, world_size: int = 1) -> int:
+        """About how many optimisation steps an epoch takes (sizes the schedule)."""
+        ...
 
 
 class Trainer:
@@ -213,32 +243,88 @@ class Trainer:
         return self.averaged.module if self.averaged is not None else self.module
 
     # -- one epoch ------------------------------------------------------------------------
-    def _train_epoch(self, train: list[np.ndarray], rng: np.random.Generator, stop=None):
+    def _local_batches(self, train, rng: np.random.Generator):
+        """This process's share of each batch of an epoch: ``(inputs, targets or None)``.
+
+        A list of sequences is cut into global length-grouped batches of ``batch_size *
+        world_size`` sequences, the same on every rank (``rng`` is); each rank takes every
+        ``world_size``-th sequence of a global batch, so ranks get similar lengths and run
+        the same number of steps. A batch source (see :class:`BatchSource`) yields this
+        rank's batches itself.
+        """
+        W, r = distributed.world_size(), distributed.rank()
+        if isinstance(train, list):
+            lengths = np.array([len(v) for v in train])
+            for index in length_batches(lengths, self.batch_size * W, rng=rng):
+                # augment the whole global batch on every rank, so rng stays in step
+                inputs, targets = self._augmented([train[i] for i in index], rng)
+                yield inputs[r::W], (targets[r::W] if targets is not None else None)
+        else:
+            for seqs in train.batches(rng, rank=r, world_size=W):
+                yield self._augmented(seqs, rng)
+
+    def _augmented(self, seqs: list[np.ndarray], rng: np.random.Generator):
+        if not self.augmentation:
+            return seqs, None
+        pairs = [augment_sequence(v, rng, self.augmentation) for v in seqs]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def _batch_tensors(self, inputs: list[np.ndarray], targets: list[np.ndarray] | None):
+        """Padded ``x, mask, lengths, target`` and the number of observed values."""
+        if not inputs:
+            # no share of this batch on this rank: a stand-in of weight zero, so the rank
+            # still joins the gradient exchange
+            inputs = [np.zeros((2, self.module.n_features), dtype=np.float32)]
+            x, mask, lens = pad_batch(inputs, [0], self.device)
+            return x, mask, lens, x, 0.0
+        pos = np.arange(len(inputs))
+        x, mask, lens = pad_batch(inputs, pos, self.device)
+        y = x if targets is None else pad_batch(targets, pos, self.device)[0]
+        return x, mask, lens, y, float(mask.sum())
+
+    def _train_epoch(self, train, rng: np.random.Generator, stop=None):
         """One pass over ``train``: (loss, mean gradient norm); NaN when not finite, None
         when a stop was requested (the epoch is unfinished)."""
         self.module.train()
+        W = distributed.world_size()
+        # the ranks of a stream may run out of batches at different steps
+        uneven = W > 1 and not isinstance(train, list)
         total, weight, norms = 0.0, 0.0, []
-        lengths = np.array([len(v) for v in train])
-        for index in length_batches(lengths, self.batch_size, rng=rng):
-            if self.augmentation:
-                pairs = [augment_sequence(train[i], rng, self.augmentation) for i in index]
-                inputs, targets = [p[0] for p in pairs], [p[1] for p in pairs]
-                pos = np.arange(len(index))
-                x, mask, lens = pad_batch(inputs, pos, self.device)
-                y, _, _ = pad_batch(targets, pos, self.device)
-            else:
-                x, mask, lens = pad_batch(train, index, self.device)
-                y = x
-            pred, _ = self.module(x, mask, lens)
+        batches = self._local_batches(train, rng)
+        while True:
+            item = next(batches, None)
+            if uneven:
+                if not distributed.any_true(item is not None):
+                    break
+                item = item if item is not None else ([], None)
+            elif item is None:
+                break
+            x, mask, lens, y, n_obs = self._batch_tensors(*item)
+            pred, _ = self.forward_module(x, mask, lens)
             loss = masked_loss(pred, y, mask, self.loss)
             value = loss.item()
-            if self.loss_limit is None and math.isfinite(value):
+
+            # agree across ranks, before any gradient exchange, on the batch's loss and on
+            # a stop request: every rank then takes the same branch and none waits forever
+            finite = math.isfinite(value)
+            sum_loss, sum_obs, n_bad, n_stop = distributed.all_reduce_sum(
+                [value * n_obs if finite else 0.0, n_obs, not finite, bool(stop and stop.received)]
+            )
+            if n_stop:
+                return None, None
+            batch_loss = sum_loss / sum_obs if sum_obs > 0 else value
+            if self.loss_limit is None and not n_bad and math.isfinite(batch_loss):
                 # the untrained model's first loss sets the scale of an exploding loss
-                self.loss_limit = EXPLODING_LOSS * max(value, 1e-2)
-            if not math.isfinite(value) or value > (self.loss_limit or math.inf):
+                self.loss_limit = EXPLODING_LOSS * max(batch_loss, 1e-2)
+            limit = self.loss_limit or math.inf
+            if n_bad or not math.isfinite(batch_loss) or batch_loss > limit:
                 return math.nan, math.nan
 
             self.optimiser.zero_grad(set_to_none=True)
+            if W > 1:
+                # DDP averages gradients over ranks; weighting each rank's mean by its share
+                # of the observed values makes that the mean over the whole global batch
+                loss = loss * (n_obs * W / sum_obs)
             loss.backward()
             norm = nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
             if not torch.isfinite(norm):
@@ -248,38 +334,63 @@ class Trainer:
             if self.averaged is not None:
                 self.averaged.update_parameters(self.module)
 
-            n_obs = float(mask.sum())
-            total += value * n_obs
-            weight += n_obs
+            total += sum_loss
+            weight += sum_obs
             norms.append(norm.item())
-            if stop is not None and stop.received:
-                return None, None
-        return total / max(weight, 1.0), float(np.mean(norms))
+        return total / max(weight, 1.0), float(np.mean(norms)) if norms else math.nan
 
     @torch.no_grad()
-    def evaluate(self, values: list[np.ndarray], batch_size: int = 256) -> float:
-        """Mean loss of the kept weights over the observed values of ``values``."""
+    def evaluate(self, values, batch_size: int = 256) -> float:
+        """Mean loss of the kept weights over the observed values of ``values``.
+
+        ``values`` is a list of scaled sequences or a batch source. In a distributed run
+        each rank evaluates its share of the batches and the result is over all of them.
+        """
         module = self.kept_module
         module.eval()
+        W, r = distributed.world_size(), distributed.rank()
+        if isinstance(values, list):
+            lengths = np.array([len(v) for v in values])
+            shares = length_batches(lengths, batch_size)[r::W]
+            batches = ([values[i] for i in index] for index in shares)
+        else:
+            batches = values.batches(None, rank=r, world_size=W)
         total, weight = 0.0, 0.0
-        for index in length_batches(np.array([len(v) for v in values]), batch_size):
-            x, mask, lens = pad_batch(values, index, self.device)
+        for seqs in batches:
+            x, mask, lens = pad_batch(seqs, np.arange(len(seqs)), self.device)
             pred, _ = module(x, mask, lens)
             n_obs = float(mask.sum())
             total += float(masked_loss(pred, x, mask, self.loss)) * n_obs
             weight += n_obs
+        total, weight = distributed.all_reduce_sum([total, weight])
         return total / max(weight, 1.0)
 
     # -- the loop -------------------------------------------------------------------------
     def fit(
         self,
-        train: list[np.ndarray],
-        validation: list[np.ndarray] | None = None,
+        train: list[np.ndarray] | BatchSource,
+        validation: list[np.ndarray] | BatchSource | None = None,
         *,
         resume: dict | None = None,
     ) -> list[dict]:
-        """Train; return the history (one record per epoch). Best weights are restored."""
-        n_batches = math.ceil(len(train) / self.batch_size)
+        """Train; return the history (one record per epoch). Best weights are restored.
+
+        ``train`` and ``validation`` are lists of scaled ``(T_i, F)`` arrays, or batch
+        sources that stream them (:class:`BatchSource`). In a distributed run (see
+        :mod:`hlae.distributed`) the module is wrapped in DistributedDataParallel,
+        ``batch_size`` is per process, and every decision is taken by all ranks together.
+        """
+        W = distributed.world_size()
+        self.forward_module = self.module
+        if W > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_module = DistributedDataParallel(self.module, device_ids=ids)
+        if isinstance(train, list):
+            n_batches = math.ceil(len(train) / (self.batch_size * W))
+        else:
+            n_batches = train.steps_per_epoch(W)
         self._build_optimiser(n_batches)
         self.history: list[dict] = []
         self.best_loss, self.best_epoch, self.best_module = math.inf, -1, None
@@ -314,7 +425,7 @@ class Trainer:
                 train_loss, grad_norm = self._train_epoch(train, rng, stop)
                 if train_loss is None:
                     self._load_state(good_state)
-                    self._interrupted(stop.received, epoch)
+                    self._interrupted(stop.received or OTHER_RANK_STOP, epoch)
                     break
 
                 # a non-finite loss or gradient rolls the epoch back at a lower rate
@@ -369,13 +480,17 @@ class Trainer:
 
                 if self.checkpoint_dir is not None:
                     self.save_checkpoint(epoch)
-                if stop.received:  # arrived while validating or writing: epoch is complete
-                    self._interrupted(stop.received, epoch + 1)
+                # arrived while validating or writing: the epoch is complete
+                if distributed.any_true(bool(stop.received)):
+                    self._interrupted(stop.received or OTHER_RANK_STOP, epoch + 1)
                     break
                 if epoch - self.best_epoch >= self.patience:
                     self.stop_reason = "early_stopping"
                     break
-                if self.max_time is not None and time.perf_counter() - started > self.max_time:
+                out_of_time = (
+                    self.max_time is not None and time.perf_counter() - started > self.max_time
+                )
+                if distributed.any_true(out_of_time):  # clocks differ: ranks agree
                     self.stop_reason = "max_time"
                     break
                 epoch += 1
@@ -428,9 +543,14 @@ class Trainer:
         }
 
     def save_checkpoint(self, epoch: int) -> Path:
-        """Write the checkpoint atomically: a temporary file, then a rename."""
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        """Write the checkpoint atomically: a temporary file, then a rename.
+
+        In a distributed run only rank 0 writes; every rank holds the same state.
+        """
         path = self.checkpoint_dir / CHECKPOINT_NAME
+        if not distributed.is_main():
+            return path
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
             torch.save(self.checkpoint_state(epoch), fh)
