@@ -19,6 +19,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from hlae import distributed
 from hlae.data import FeatureScaler, Sequences, as_sequences, length_batches, pad_batch
 from hlae.exceptions import DivergenceError, ModelFileError, ParameterError, TrainingWarning
 from hlae.model import HierarchicalLSTMAutoencoder
@@ -259,7 +260,9 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
     def _max_epochs(self, n_train: int) -> int:
         if self.max_epochs != "auto":
             return int(self.max_epochs)
-        steps_per_epoch = max(1, math.ceil(n_train / int(self.batch_size)))
+        # batch_size is per process: a distributed step takes world_size batches
+        global_batch = int(self.batch_size) * distributed.world_size()
+        steps_per_epoch = max(1, math.ceil(n_train / global_batch))
         return int(min(1000, max(100, math.ceil(1000 / steps_per_epoch))))
 
     def _resolve_chunks(self, lengths: np.ndarray) -> tuple[int, ...]:
@@ -334,8 +337,12 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             delattr(self, attr)
         seqs = self._sequences(X, lengths, **table)
         device = self._device()
+        # under torchrun: join the process group; every rank uses rank 0's seed
+        if distributed.setup(device) > 1 and device.type == "cuda":
+            device = torch.device("cuda", distributed.local_rank())
+        distributed.configure_threads(device)
         state = _read_checkpoint(checkpoint_dir) if resume else None
-        seed = (
+        seed = distributed.broadcast_int(
             int(self.random_state)
             if self.random_state is not None
             else int(np.random.SeedSequence().entropy % (2**31))
