@@ -21,7 +21,7 @@ logger = logging.getLogger("hlae")
 
 # -- data in and out ----------------------------------------------------------------------
 def load_data(path: str | Path, args: argparse.Namespace):
-    """Read DATA from a CSV/Parquet long table (file or directory) or a .ts file."""
+    """Read DATA from a CSV/Parquet long table (file or directory), a .npz or a .ts file."""
     from hlae.data import Sequences, from_long_table, read_table
     from hlae.exceptions import DataFileError
 
@@ -42,8 +42,18 @@ def load_data(path: str | Path, args: argparse.Namespace):
         values = [np.asarray(x, dtype=np.float32).T for x in X]
         names = [f"x{j}" for j in range(values[0].shape[1])]
         return Sequences(values, list(range(len(values))), names, "list")
-    frame = read_table(path)
     features = args.features.split(",") if getattr(args, "features", None) else None
+    if path.suffix.lower() == ".npz":
+        from hlae.formats import read_npz
+
+        return read_npz(
+            path,
+            layout=getattr(args, "layout", None),
+            id_column=getattr(args, "id_column", None),
+            order_column=getattr(args, "order_column", None),
+            feature_columns=features,
+        )
+    frame = read_table(path)
     return from_long_table(
         frame,
         id_column=getattr(args, "id_column", None),
@@ -56,6 +66,11 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id-column", help="column naming the sequence of each row (default: id)")
     p.add_argument("--order-column", help="column ordering the steps (default: time or step)")
     p.add_argument("--features", help="comma-separated feature columns (default: the rest)")
+    p.add_argument(
+        "--layout",
+        choices=["ntf", "nct"],
+        help="axis order of .npz arrays: (n, time, features) or aeon's (n, channels, time)",
+    )
 
 
 MODEL_OPTIONS = {

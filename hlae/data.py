@@ -21,8 +21,10 @@ from hlae.exceptions import DataFileError, InputError, ParameterError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "LAYOUTS",
     "Sequences",
     "as_sequences",
+    "from_aeon",
     "from_long_table",
     "read_table",
     "write_table",
@@ -34,6 +36,9 @@ __all__ = [
 ID_COLUMN_GUESSES = ("id", "sequence_id", "series_id", "seq_id", "case_id")
 ORDER_COLUMN_GUESSES = ("time", "step", "timestamp", "t", "order", "index")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# "ntf": (n, time, features) / (T_i, F), hlae's default and tslearn's; "nct": (n, channels,
+# time) / (C, T_i), the layout of aeon and sktime collections.
+LAYOUTS = ("ntf", "nct")
 
 
 @dataclass
@@ -54,6 +59,9 @@ class Sequences:
         be returned in the same form.
     padded_length : int or None
         For ``"array"`` input, the time dimension of the array.
+    channels_first : bool
+        The input was laid out channels first (``layout="nct"``), so outputs shaped like the
+        input are too.
     """
 
     values: list[np.ndarray]
@@ -63,6 +71,7 @@ class Sequences:
     padded_length: int | None = None
     frame_columns: dict[str, str] = field(default_factory=dict)
     order_values: list[np.ndarray] | None = None
+    channels_first: bool = False
 
     @property
     def lengths(self) -> np.ndarray:
@@ -95,6 +104,7 @@ def as_sequences(
     min_length: int = 2,
     n_features: int | None = None,
     feature_names: list[str] | None = None,
+    layout: str | None = None,
 ) -> Sequences:
     """Validate any accepted input form and return :class:`Sequences`.
 
@@ -102,7 +112,8 @@ def as_sequences(
     ----------
     X : list of array-like, ndarray of shape (n, T, F), pandas.DataFrame or Sequences
         A list of ``(T_i, F)`` arrays; a padded ``(n, T, F)`` array (with ``lengths``, or
-        with trailing all-NaN steps as padding); or a long table with one row per step.
+        with trailing all-NaN steps as padding, as tslearn pads); or a long table with one
+        row per step. With ``layout="nct"``, arrays are channels first instead.
     lengths : array-like of int, optional
         The observed length of each sequence of a padded array.
     id_column, order_column, feature_columns : optional
@@ -115,14 +126,40 @@ def as_sequences(
         The feature count the data must have (a fitted model's).
     feature_names : list of str, optional
         Names to use for array input.
+    layout : {"ntf", "nct"}, optional
+        How array input is laid out. ``"ntf"``: ``(n, T, F)`` arrays and ``(T_i, F)``
+        sequences (hlae's and tslearn's layout). ``"nct"``: ``(n, channels, T)`` arrays and
+        ``(channels, T_i)`` sequences (aeon's and sktime's collections). By default arrays
+        are read as ``"ntf"``, except that a 3-D array with fewer steps than features
+        (``X.shape[1] < X.shape[2]``) is ambiguous and refused until ``layout`` is given;
+        with a fitted model's ``n_features``, the axis that matches it decides.
 
     Raises
     ------
     InputError
         With a message that names the problem, where it is, and what to do.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.zeros((5, 3, 40))  # aeon's layout: 5 cases, 3 channels, 40 steps
+    >>> seqs = as_sequences(X, layout="nct")
+    >>> seqs.values[0].shape, seqs.channels_first
+    ((40, 3), True)
     """
     if missing not in ("error", "mask"):
         raise ParameterError(f"missing must be 'error' or 'mask', got {missing!r}.")
+    if layout is not None and layout not in LAYOUTS:
+        raise ParameterError(
+            f"layout must be 'ntf' (n, time, features) or 'nct' (n, channels, time), got "
+            f"{layout!r}."
+        )
+    if layout == "nct" and isinstance(X, (pd.DataFrame, Sequences)):
+        raise ParameterError(
+            "layout='nct' describes arrays; a long table or Sequences object has no layout "
+            "to choose. Leave layout unset for tables."
+        )
+    channels_first = layout == "nct"
     if isinstance(X, Sequences):
         seqs = X
     elif isinstance(X, pd.DataFrame):
@@ -135,23 +172,96 @@ def as_sequences(
             "hlae.data.read_table(path), or use the command line, which reads files."
         )
     elif isinstance(X, np.ndarray) and X.dtype != object:
-        seqs = _from_array(X, lengths, feature_names)
+        seqs = _from_array(_time_major(X, layout, n_features), lengths, feature_names)
     elif isinstance(X, (list, tuple)) or (isinstance(X, np.ndarray) and X.dtype == object):
-        seqs = _from_list(list(X), feature_names)
+        seqs = _from_list(list(X), feature_names, channels_first)
     elif hasattr(X, "__array__"):
-        seqs = _from_array(np.asarray(X), lengths, feature_names)
+        X = np.asarray(X)
+        seqs = _from_array(_time_major(X, layout, n_features), lengths, feature_names)
     else:
         raise InputError(
             f"Cannot read sequences from an object of type {type(X).__name__}. Pass a list "
             "of (T_i, F) arrays, an (n, T, F) array, or a pandas long table."
         )
-    _check_values(seqs, missing=missing, min_length=min_length)
+    if not isinstance(X, Sequences):
+        seqs.channels_first = channels_first
     if n_features is not None and seqs.n_features != n_features:
+        hint = ""
+        if layout is None and seqs.layout in ("list", "array"):
+            if all(len(v) == n_features for v in seqs.values):
+                hint = (
+                    f" Each sequence has {n_features} steps, the model's feature count: if "
+                    "the data is laid out (channels, time), as in aeon and sktime, pass "
+                    "layout='nct'."
+                )
         raise InputError(
             f"The data has {seqs.n_features} features but the model was fitted on "
-            f"{n_features}. Pass data with the same features, in the same order, as in fit."
+            f"{n_features}. Pass data with the same features, in the same order, as in "
+            f"fit.{hint}"
         )
+    _check_values(seqs, missing=missing, min_length=min_length)
     return seqs
+
+
+def from_aeon(X: Any, **kwargs: Any) -> Sequences:
+    """Read an aeon or sktime collection: ``(n, channels, T)`` array or ``(channels, T_i)`` list.
+
+    The same as ``as_sequences(X, layout="nct", **kwargs)``; estimators accept
+    ``layout="nct"`` in ``fit``, ``transform`` and the other methods to the same effect.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, channels, T), list of (channels, T_i) arrays, or DataFrame
+        The collection, as aeon's loaders return it (``load_classification`` and friends),
+        or a "pd-multiindex" DataFrame (index levels case and time point, one column per
+        channel), which is read as a long table.
+    **kwargs
+        Passed on to :func:`as_sequences` (``missing``, ``lengths``, ...).
+
+    Returns
+    -------
+    Sequences
+        One ``(T_i, channels)`` array per case, with ``channels_first`` set so that
+        reconstructions of arrays are returned channels first again.
+    """
+    if isinstance(X, pd.DataFrame):
+        if X.index.nlevels != 2:
+            raise InputError(
+                "An aeon DataFrame collection must have a two-level index (case, time "
+                f"point), got {X.index.nlevels} level(s)."
+            )
+        names = [n if n is not None else d for n, d in zip(X.index.names, ("case", "timepoint"))]
+        frame = X.rename_axis(names).reset_index()
+        return as_sequences(frame, id_column=names[0], order_column=names[1], **kwargs)
+    return as_sequences(X, layout="nct", **kwargs)
+
+
+def _time_major(X: np.ndarray, layout: str | None, n_features: int | None) -> np.ndarray:
+    """Return a 3-D array as (n, T, F), refusing a layout that cannot be told apart."""
+    if X.ndim != 3:
+        return X  # _from_array explains what shapes are accepted
+    if layout == "nct":
+        return X.transpose(0, 2, 1)
+    if layout == "ntf":
+        return X
+    n, A, B = X.shape
+    if n_features is not None:
+        if B == n_features or A != n_features:
+            return X  # time major, or a feature count error that _from_array's caller gives
+        raise InputError(
+            f"The array has shape {X.shape}: its last axis ({B}) does not match the model's "
+            f"{n_features} features but its second axis does, so it looks laid out (n, "
+            "channels, time) as in aeon and sktime. Pass layout='nct' (or layout='ntf' if "
+            "it really is (n, time, features))."
+        )
+    if A < B:
+        raise InputError(
+            f"The array of shape {X.shape} is ambiguous: read as hlae's default (n, time, "
+            f"features) it has {A} steps of {B} features; read as aeon's and sktime's (n, "
+            f"channels, time) it has {A} channels of {B} steps. Say which with layout='ntf' "
+            "or layout='nct' (hlae.data.from_aeon(X) reads aeon collections)."
+        )
+    return X
 
 
 def _from_array(X: np.ndarray, lengths: Any, feature_names: list[str] | None) -> Sequences:
@@ -203,7 +313,9 @@ def _from_array(X: np.ndarray, lengths: Any, feature_names: list[str] | None) ->
     return Sequences(values, list(range(n)), names, "array", T)
 
 
-def _from_list(items: list, feature_names: list[str] | None) -> Sequences:
+def _from_list(
+    items: list, feature_names: list[str] | None, channels_first: bool = False
+) -> Sequences:
     if len(items) == 0:
         raise InputError("The collection is empty: pass at least one sequence.")
     values = []
@@ -242,17 +354,30 @@ def _from_list(items: list, feature_names: list[str] | None) -> Sequences:
             )
         if arr.ndim == 1:
             arr = arr.reshape(-1, 1)
+        elif arr.ndim == 2 and channels_first:
+            arr = arr.T
         if arr.ndim != 2:
+            shape = "(channels, T)" if channels_first else "(T, F)"
             raise InputError(
-                f"Sequence {i} has shape {arr.shape}; each sequence must be a (T, F) array "
-                "(time first, features second)."
+                f"Sequence {i} has shape {arr.shape}; each sequence must be a {shape} array "
+                + (
+                    "(channels first, time second)."
+                    if channels_first
+                    else "(time first, features second)."
+                )
             )
         if width is None:
             width = arr.shape[1]
         elif arr.shape[1] != width:
+            hint = ""
+            if not channels_first and len(arr) == len(values[0]):
+                hint = (
+                    f" Both have {len(arr)} rows: if the sequences are laid out (channels, "
+                    "time), as in aeon and sktime, pass layout='nct'."
+                )
             raise InputError(
                 f"Sequence {i} has {arr.shape[1]} features but sequence 0 has {width}. All "
-                "sequences must have the same features in the same order."
+                f"sequences must have the same features in the same order.{hint}"
             )
         values.append(arr.astype(np.float64, copy=False))
     if width == 0:
@@ -481,7 +606,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a table to CSV, Parquet or .npz, chosen by the file's extension."""
+    """Write a table to CSV, Parquet or .npz, chosen by the file's extension.
+
+    A ``.npz`` file gets one 1-D array per column (text columns as string arrays, so the
+    file loads without pickle); :func:`hlae.formats.read_npz` reads it back as a table.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
@@ -490,12 +619,20 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     elif suffix in (".parquet", ".pq"):
         frame.to_parquet(path, index=False)
     elif suffix == ".npz":
-        np.savez(path, **{str(c): frame[c].to_numpy() for c in frame.columns})
+        np.savez(path, **{str(c): _npz_column(frame[c]) for c in frame.columns})
     else:
         raise ParameterError(
             f"Cannot write {str(path)!r}: use an output file ending in .csv, .parquet or .npz."
         )
     return path
+
+
+def _npz_column(column: pd.Series) -> np.ndarray:
+    """A column as an array that loads without pickle: text ids become a string array."""
+    values = column.to_numpy()
+    if values.dtype == object:
+        values = np.asarray([str(v) for v in values], dtype=str)
+    return values
 
 
 class FeatureScaler:

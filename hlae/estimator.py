@@ -609,12 +609,14 @@ def _jsonable(params: dict) -> dict:
 
 
 def _shape_like(seqs: Sequences, recon: list[np.ndarray], X: Any) -> Any:
+    feature_axis = 1 if seqs.channels_first else 2  # layout="nct" input is channels first
     if seqs.layout == "array":
-        pad = np.nan if isinstance(X, np.ndarray) and np.isnan(X).all(axis=2).any() else 0.0
+        nan_padded = isinstance(X, np.ndarray) and np.isnan(X).all(axis=feature_axis).any()
+        pad = np.nan if nan_padded else 0.0
         out = np.full((len(recon), seqs.padded_length, seqs.n_features), pad, dtype=np.float32)
         for i, r in enumerate(recon):
             out[i, : len(r)] = r
-        return out
+        return out.transpose(0, 2, 1) if seqs.channels_first else out
     if seqs.layout == "frame":
         id_col, order_col = seqs.frame_columns["id"], seqs.frame_columns["order"]
         frames = []
@@ -624,4 +626,4 @@ def _shape_like(seqs: Sequences, recon: list[np.ndarray], X: Any) -> Any:
             frame.insert(0, id_col, key)
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
-    return recon
+    return [r.T for r in recon] if seqs.channels_first else recon
