@@ -88,6 +88,7 @@ MODEL_OPTIONS = {
     "max_time": float,
     "random_state": int,
     "device": str,
+    "precision": str,
     "missing": str,
 }
 

@@ -23,7 +23,7 @@ from hlae import distributed
 from hlae.data import FeatureScaler, Sequences, as_sequences, length_batches, pad_batch
 from hlae.exceptions import DivergenceError, ModelFileError, ParameterError, TrainingWarning
 from hlae.model import HierarchicalLSTMAutoencoder
-from hlae.training import AUGMENTATIONS, LOSSES, Trainer, load_checkpoint
+from hlae.training import AUGMENTATIONS, LOSSES, Trainer, autocast_dtype, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
     weight_decay : float, default=1e-4
         AdamW's decoupled weight decay.
     batch_size : int, default=32
-        Sequences per batch; batches are grouped by length.
+        Sequences per batch; batches are grouped by length. Under ``torchrun`` this is per
+        process: one step sees ``batch_size * world_size`` sequences.
     max_epochs : int or "auto", default="auto"
         Upper bound on epochs; the learning-rate schedule spans it. ``"auto"`` gives at
         least 100 epochs and at least 1000 optimisation steps (at most 1000 epochs), so
@@ -101,7 +102,11 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
     max_time : float, optional
         Stop training after this many seconds (the best weights are kept).
     device : str, default="cpu"
-        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when PyTorch sees a GPU, else the CPU).
+        Under ``torchrun`` each process uses the GPU numbered by its local rank.
+    precision : {"auto", "float32", "bfloat16", "float16"}, default="auto"
+        Type of the training forward pass: ``"auto"`` is float32 on CPU and mixed precision
+        on CUDA (bfloat16 where the GPU supports it, else float16 with loss scaling).
     random_state : int, optional
         Seed; the same seed gives the same model on one machine.
 
@@ -159,6 +164,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         missing: str = "error",
         max_time: float | None = None,
         device: str = "cpu",
+        precision: str = "auto",
         random_state: int | None = None,
     ) -> None:
         self.latent_dim = latent_dim
@@ -181,6 +187,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         self.missing = missing
         self.max_time = max_time
         self.device = device
+        self.precision = precision
         self.random_state = random_state
 
     # -- checks ---------------------------------------------------------------------------
@@ -226,6 +233,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             raise ParameterError("weight_decay must be >= 0 and grad_clip > 0.")
         self._augmentations()
         self._device()
+        autocast_dtype("cpu", self.precision)  # checks the value
 
     def _augmentations(self, n_sequences: int | None = None) -> tuple[str, ...]:
         aug = self.augmentation
@@ -404,6 +412,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             max_time=self.max_time,
             checkpoint_dir=checkpoint_dir,
             callback=callback,
+            precision=self.precision,
         )
         started = time.perf_counter()
         try:

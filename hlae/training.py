@@ -136,6 +136,40 @@ def _epoch_generators(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
 
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype | None:
+    """The lower-precision type the forward pass runs in, or None for plain float32.
+
+    ``"auto"`` means float32 on CPU and, on CUDA, bfloat16 where the GPU and cuDNN's LSTM
+    support it (checked with a tiny LSTM), float16 with loss scaling otherwise. The fused
+    cuDNN LSTM is what ``nn.LSTM`` runs on CUDA, in either type.
+    """
+    if precision not in PRECISIONS:
+        raise ParameterError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    device = torch.device(device)
+    if precision == "float32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "bfloat16" or (precision == "auto" and _lstm_runs_in_bfloat16(device)):
+        return torch.bfloat16
+    return torch.float16
+
+
+def _lstm_runs_in_bfloat16(device: torch.device) -> bool:
+    if not torch.cuda.is_bf16_supported():
+        return False
+    try:  # older cuDNN has no bfloat16 LSTM; PyTorch then raises
+        lstm = nn.LSTM(2, 4, batch_first=True, bidirectional=True).to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out, _ = lstm(torch.zeros(2, 3, 2, device=device))
+        out.float().sum().backward()
+        return True
+    except RuntimeError:
+        logger.info("This GPU's LSTM does not run in bfloat16; using float16")
+        return False
+
+
 @runtime_checkable
 class BatchSource(Protocol):
     """Batches streamed from somewhere other than memory (see :mod:`hlae.streaming`).
@@ -184,6 +218,7 @@ class Trainer:
         callback: Callable[[dict], None] | None = None,
         max_retries: int = 3,
         ema_decay: float | None = 0.99,
+        precision: str = "auto",
     ) -> None:
         self.module = module
         self.loss, self.lr, self.weight_decay = loss, lr, weight_decay
@@ -193,6 +228,9 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.callback, self.max_retries = callback, max_retries
         self.ema_decay = ema_decay
+        self.precision = precision
+        self.amp_dtype: torch.dtype | None = None
+        self.grad_scaler: torch.amp.GradScaler | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     def _build_optimiser(self, steps_per_epoch: int) -> None:
@@ -241,6 +279,14 @@ class Trainer:
     def kept_module(self) -> nn.Module:
         """The weights that are validated and kept: the running average when there is one."""
         return self.averaged.module if self.averaged is not None else self.module
+
+    def _autocast(self):
+        """Mixed precision for the forward pass (a no-op in float32)."""
+        return torch.autocast(
+            self.device.type,
+            dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None,
+        )
 
     # -- one epoch ------------------------------------------------------------------------
     def _local_batches(self, train, rng: np.random.Generator):
@@ -300,8 +346,9 @@ class Trainer:
             elif item is None:
                 break
             x, mask, lens, y, n_obs = self._batch_tensors(*item)
-            pred, _ = self.forward_module(x, mask, lens)
-            loss = masked_loss(pred, y, mask, self.loss)
+            with self._autocast():
+                pred, _ = self.forward_module(x, mask, lens)
+            loss = masked_loss(pred.float(), y, mask, self.loss)
             value = loss.item()
 
             # agree across ranks, before any gradient exchange, on the batch's loss and on
@@ -325,18 +372,28 @@ class Trainer:
                 # DDP averages gradients over ranks; weighting each rank's mean by its share
                 # of the observed values makes that the mean over the whole global batch
                 loss = loss * (n_obs * W / sum_obs)
-            loss.backward()
-            norm = nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
-            if not torch.isfinite(norm):
-                return math.nan, math.nan
-            self.optimiser.step()
+            if self.grad_scaler is None:
+                loss.backward()
+                norm = nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+                if not torch.isfinite(norm):
+                    return math.nan, math.nan
+                self.optimiser.step()
+            else:
+                # float16: the loss is scaled up so small gradients survive; a step whose
+                # gradients overflow is skipped and the scale lowered (not a divergence)
+                self.grad_scaler.scale(loss).backward()
+                self.grad_scaler.unscale_(self.optimiser)
+                norm = nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+                self.grad_scaler.step(self.optimiser)
+                self.grad_scaler.update()
             self.scheduler.step()
             if self.averaged is not None:
                 self.averaged.update_parameters(self.module)
 
             total += sum_loss
             weight += sum_obs
-            norms.append(norm.item())
+            if torch.isfinite(norm):
+                norms.append(norm.item())
         return total / max(weight, 1.0), float(np.mean(norms)) if norms else math.nan
 
     @torch.no_grad()
@@ -358,7 +415,9 @@ class Trainer:
         total, weight = 0.0, 0.0
         for seqs in batches:
             x, mask, lens = pad_batch(seqs, np.arange(len(seqs)), self.device)
-            pred, _ = module(x, mask, lens)
+            with self._autocast():
+                pred, _ = module(x, mask, lens)
+            pred = pred.float()
             n_obs = float(mask.sum())
             total += float(masked_loss(pred, x, mask, self.loss)) * n_obs
             weight += n_obs
@@ -392,6 +451,10 @@ class Trainer:
         else:
             n_batches = train.steps_per_epoch(W)
         self._build_optimiser(n_batches)
+        self.amp_dtype = autocast_dtype(self.device, self.precision)
+        self.grad_scaler = (
+            torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        )
         self.history: list[dict] = []
         self.best_loss, self.best_epoch, self.best_module = math.inf, -1, None
         self.loss_limit: float | None = None
