@@ -145,6 +145,7 @@ def _write_outputs(model, out: Path, history_title: str) -> None:
 # -- commands -----------------------------------------------------------------------------
 def cmd_fit(args: argparse.Namespace) -> int:
     from hlae import distributed
+    from hlae.config import apply_config, data_options, resolved_config, write_config
     from hlae.data import as_sequences
     from hlae.estimator import HierarchicalAutoencoder
     from hlae.exceptions import DivergenceError, ParameterError
@@ -156,8 +157,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--out {str(out)!r} is a file; give a directory for the run.")
+    config = apply_config(args)  # --config: the file's values where no flag was given
     seqs = load_data(args.data, args)
-    params = model_params(args)
+    params = {**config.params, **model_params(args)}
     if args.resume:
         saved = out / "run.json"
         if not saved.exists():
@@ -169,28 +171,48 @@ def cmd_fit(args: argparse.Namespace) -> int:
     seqs = as_sequences(seqs, missing=model.missing)
     if args.resume and (out / "checkpoint" / CHECKPOINT_NAME).exists():
         load_checkpoint(out / "checkpoint")  # a damaged checkpoint is an error, here
+    tensorboard = None
+    if main_rank and (args.tensorboard or config.output.get("tensorboard")):
+        from hlae.tensorboard import TensorBoardLogger
+
+        tensorboard = TensorBoardLogger(out / "tensorboard", model=model, sample=seqs.values[:4])
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
     if not args.resume and main_rank:
         # a new run: an older run's checkpoint must never be resumed with these settings
         (out / "checkpoint" / "checkpoint.pt").unlink(missing_ok=True)
         (out / "run.json").write_text(json.dumps({"params": params, "data": str(args.data)}))
+        output = {"tensorboard": bool(tensorboard)}
+        write_config(
+            resolved_config(model.get_params(), data=data_options(args), output=output),
+            out / "config.toml",
+        )
     bar = (
         EpochBar(None if model.max_epochs == "auto" else int(model.max_epochs))
         if main_rank
         else None
     )
+
+    def callback(record: dict) -> None:
+        for each in (bar, tensorboard):
+            if each is not None:
+                each(record)
+
     diverged = None
     try:
         with warnings.catch_warnings():
             # an interrupt is reported below, with the command that resumes the run
             warnings.filterwarnings("ignore", "Training stopped by", HlaeWarning)
-            model.fit(seqs, checkpoint_dir=out / "checkpoint", resume=args.resume, callback=bar)
+            model.fit(
+                seqs, checkpoint_dir=out / "checkpoint", resume=args.resume, callback=callback
+            )
     except DivergenceError as exc:
         diverged = exc
     finally:
         if bar is not None:
             bar.close()
+        if tensorboard is not None:
+            tensorboard.close()
     if not main_rank:
         interrupted = model.stop_reason_ == "interrupted" or not model.history_
         return 1 if diverged is not None else 130 if interrupted else 0
@@ -338,9 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fit", help="train a model on a long table (CSV/Parquet) or .ts file")
-    p.add_argument("data")
+    p.add_argument("data", nargs="?", help="data file (or path in the [data] table of --config)")
     p.add_argument("--out", required=True, help="directory for model, history and plots")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--config", help="TOML file of parameters; command-line flags override it")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write TensorBoard event files to OUT/tensorboard",
+    )
     _add_data_options(p)
     _add_model_options(p)
     p.set_defaults(func=cmd_fit)
