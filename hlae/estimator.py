@@ -74,8 +74,10 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         Training loss, always over observed values only.
     scaler : {"standard", "robust", "minmax"} or None, default="standard"
         Per-feature scaling fitted on observed steps only; ``None`` switches it off.
-    lr : float, default=3e-3
-        Peak learning rate of AdamW (after a linear warm-up, then cosine decay).
+    lr : float or "auto", default=3e-3
+        Peak learning rate of AdamW (after a linear warm-up, then cosine decay). ``"auto"``
+        runs a short learning-rate range test before training and uses the rate it
+        suggests (stored in ``lr_``).
     weight_decay : float, default=1e-4
         AdamW's decoupled weight decay.
     batch_size : int, default=32
@@ -223,8 +225,10 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             raise ParameterError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
         if not (0.0 <= float(self.dropout) < 1.0):
             raise ParameterError(f"dropout must be in [0, 1), got {self.dropout!r}.")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise ParameterError(f"lr must be a positive number, got {self.lr!r}.")
+        if self.lr != "auto" and not (
+            isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)
+        ):
+            raise ParameterError(f"lr must be a positive number or 'auto', got {self.lr!r}.")
         if not (0.0 <= float(self.validation_fraction) < 0.9):
             raise ParameterError(
                 f"validation_fraction must be in [0, 0.9), got {self.validation_fraction!r}."
@@ -395,11 +399,12 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             n_val,
         )
 
-        # train
+        # train (lr="auto": a short learning-rate range test chooses the rate first)
+        self.lr_ = self._auto_lr(train, seed) if self.lr == "auto" else float(self.lr)
         trainer = Trainer(
             self.module_,
             loss=self.loss,
-            lr=float(self.lr),
+            lr=self.lr_,
             weight_decay=float(self.weight_decay),
             batch_size=int(self.batch_size),
             max_epochs=self._max_epochs(len(train)),
@@ -422,6 +427,27 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             raise
         self._finish(trainer, started)
         return self
+
+    def _auto_lr(self, train: Any, seed: int) -> float:
+        """The rate a learning-rate range test suggests (see hlae.doctor.lr_range_test)."""
+        from hlae.doctor import lr_range_test
+
+        if not isinstance(train, list):
+            raise ParameterError(
+                "lr='auto' runs a range test on data in memory; with streamed data pass a "
+                "number (find one with hlae.doctor.lr_range_test on a sample)."
+            )
+        result = lr_range_test(
+            self.module_,
+            train,
+            loss=self.loss,
+            batch_size=int(self.batch_size),
+            weight_decay=float(self.weight_decay),
+            grad_clip=float(self.grad_clip),
+            random_state=seed,
+        )
+        logger.info("lr='auto': the range test suggests %.3g", result["suggested_lr"])
+        return float(result["suggested_lr"])
 
     def _finish(self, trainer: Trainer, started: float) -> None:
         self.module_.eval()

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import clone
+from threadpoolctl import threadpool_limits
 
 from hlae.data import FeatureScaler
 from hlae.doctor._data import DataView, data_checks, read_leniently, strip_padding
@@ -289,24 +290,29 @@ def diagnose(
         loss_units_standardised=est.scaler == "standard" and est.loss == "mse",
     )
     _notify(progress, "outcome checks")
-    findings += outcome_findings(
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only cost
+        findings += _hlae_outcome(fitted, train_values, test_values, budget_cut, m)
+    if not test_values:
+        report.skipped.append("held-out checks: fewer than 20 sequences, judged on training data")
+    return _finish(report, findings, out, started)
+
+
+def _hlae_outcome(fitted, train_values, test_values, budget_cut, m) -> list[Finding]:
+    findings = outcome_findings(
         train=train_values,
         test=test_values,
         recon_train=fitted.reconstruct(train_values),
         recon_test=fitted.reconstruct(test_values) if test_values else None,
-        latent_dim=int(est.latent_dim),
+        latent_dim=int(fitted.latent_dim),
         history=fitted.history_,
         stop_reason=fitted.stop_reason_,
-        budget_cut=budget_cut and fitted.stop_reason_ == "max_time",
         measurements=m,
     )
     judged = fitted.scaler_.transform(test_values or train_values)
-    findings += dead_latent_findings(fitted.module_, judged, int(est.latent_dim), m)
+    findings += dead_latent_findings(fitted.module_, judged, int(fitted.latent_dim), m)
     if budget_cut and fitted.stop_reason_ == "max_time":
         findings = inconclusive(findings, len(fitted.history_))
-    if not test_values:
-        report.skipped.append("held-out checks: fewer than 20 sequences, judged on training data")
-    return _finish(report, findings, out, started)
+    return findings
 
 
 def _describe(data: DataView) -> dict[str, Any]:
@@ -549,7 +555,22 @@ def diagnose_model(
             judge_test = strip_padding(test, cut_test)
             recon_test = strip_padding(recon_test, cut_test)
     m["loss_units_standardised"] = False
-    findings += outcome_findings(
+    with threadpool_limits(limits=1, user_api="blas"):
+        findings += _user_outcome(
+            judge_train, judge_test, recon_train, recon_test, latent_dim, history, stop_reason, m
+        )
+    if budget_cut:
+        findings = inconclusive(findings, len(history))
+    if not test:
+        report.skipped.append("held-out checks: fewer than 20 sequences, judged on training data")
+    report.skipped.append("dead-latent: the module's latent is not accessible")
+    return _finish(report, findings, out, started)
+
+
+def _user_outcome(
+    judge_train, judge_test, recon_train, recon_test, latent_dim, history, stop_reason, m
+) -> list[Finding]:
+    return outcome_findings(
         train=judge_train,
         test=judge_test,
         recon_train=recon_train,
@@ -557,15 +578,9 @@ def diagnose_model(
         latent_dim=latent_dim,
         history=history,
         stop_reason=stop_reason,
-        budget_cut=budget_cut,
         measurements=m,
+        epochs_param="max_epochs",
     )
-    if budget_cut:
-        findings = inconclusive(findings, len(history))
-    if not test:
-        report.skipped.append("held-out checks: fewer than 20 sequences, judged on training data")
-    report.skipped.append("dead-latent: the module's latent is not accessible")
-    return _finish(report, findings, out, started)
 
 
 def _best(history: list[dict]) -> int:

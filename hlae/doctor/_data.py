@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hlae.data import Sequences, _from_array, _from_list, from_long_table
+from hlae.data import FLOAT32_MAX, Sequences, as_sequences
 from hlae.doctor._report import Finding
-from hlae.exceptions import InputError
 
 __all__ = ["DataView", "read_leniently", "data_checks"]
 
@@ -46,62 +45,88 @@ class DataView:
         return any(np.isnan(v).any() for v in self.values)
 
 
+def _sanitise(a: np.ndarray, counts: dict[str, int]) -> np.ndarray:
+    """Count infinite values (and values beyond float32's range) and turn them into NaN."""
+    with np.errstate(invalid="ignore"):
+        bad = np.isinf(a) | (np.isfinite(a) & (np.abs(a) > FLOAT32_MAX))
+    if bad.any():
+        counts["inf"] += int(bad.sum())
+        a = np.where(bad, np.nan, a)
+    return a
+
+
 def read_leniently(X: Any, lengths: Any = None, **table: Any) -> DataView:
     """Read ``X`` in any form hlae accepts without rejecting bad values.
+
+    Infinite values become NaN (and are counted), sequences without any finite value or
+    with fewer than two steps are dropped (and counted); everything else goes through
+    :func:`hlae.data.as_sequences` with ``missing="mask"``.
 
     Raises
     ------
     InputError
         Only when ``X`` cannot be read as sequences at all.
     """
+    counts = {"inf": 0}
+    dropped = {"empty": 0, "all_nonfinite": 0, "one_step": 0}
     if isinstance(X, Sequences):
-        seqs = X
-    elif isinstance(X, pd.DataFrame):
-        seqs = from_long_table(X, **table)
-    elif isinstance(X, np.ndarray) and X.dtype != object:
-        seqs = _from_array(X, lengths, None)
-    elif isinstance(X, (list, tuple)) or isinstance(X, np.ndarray):
-        seqs = _from_list(list(X), None)
-    elif hasattr(X, "__array__"):
-        seqs = _from_array(np.asarray(X), lengths, None)
-    else:
-        raise InputError(
-            f"Cannot read sequences from an object of type {type(X).__name__}. Pass a list "
-            "of (T_i, F) arrays, an (n, T, F) array, or a pandas long table."
+        X = Sequences(
+            [_sanitise(np.asarray(v, dtype=np.float64), counts) for v in X.values],
+            list(X.ids),
+            list(X.feature_names),
         )
-    nonfinite = {"nan": 0, "inf": 0, "sequences": 0}
+    elif isinstance(X, pd.DataFrame):
+        X = X.copy()
+        for c in X.columns:
+            if pd.api.types.is_float_dtype(X[c]):
+                X[c] = _sanitise(X[c].to_numpy(dtype=np.float64), counts)
+    elif isinstance(X, np.ndarray) and X.dtype != object:
+        if np.issubdtype(X.dtype, np.floating):
+            X = _sanitise(X.astype(np.float64), counts)
+    elif isinstance(X, (list, tuple)) or isinstance(X, np.ndarray):
+        items = []
+        for item in X:
+            try:
+                arr = np.asarray(item, dtype=np.float64)
+            except (TypeError, ValueError):
+                items.append(item)  # as_sequences explains what is wrong with it
+                continue
+            arr = _sanitise(arr, counts)
+            if arr.size == 0:
+                dropped["empty"] += 1
+            elif np.isnan(arr).all():
+                dropped["all_nonfinite"] += 1
+            else:
+                items.append(arr)
+        if not items:
+            return DataView([], [], len(X), {"nan": 0, "inf": counts["inf"]}, dropped)
+        X = items
+    seqs = as_sequences(X, lengths=lengths, missing="mask", min_length=1, **table)
+
+    nonfinite = {"nan": 0, "inf": counts["inf"], "sequences": 0}
     per_feature = np.zeros(seqs.n_features, dtype=np.int64)
-    values, dropped = [], {"empty": 0, "all_nonfinite": 0, "one_step": 0}
+    values = []
     for v in seqs.values:
-        v = np.asarray(v, dtype=np.float64)
-        nan, inf = np.isnan(v), np.isinf(v)
-        if nan.any() or inf.any():
-            nonfinite["nan"] += int(nan.sum())
-            nonfinite["inf"] += int(inf.sum())
+        nan = np.isnan(v)
+        if nan.any():
             nonfinite["sequences"] += 1
-            per_feature += (nan | inf).sum(axis=0)
-            v = np.where(inf, np.nan, v)
-        # values beyond float32's range would become infinite in the model
-        big = np.abs(np.nan_to_num(v)) > 3e38
-        if big.any():
-            nonfinite["inf"] += int(big.sum())
-            v = np.where(big, np.nan, v)
+            per_feature += nan.sum(axis=0)
         if len(v) == 0:
             dropped["empty"] += 1
-            continue
-        if np.isnan(v).all():
+        elif nan.all():
             dropped["all_nonfinite"] += 1
-            continue
-        if len(v) < 2:
+        elif len(v) < 2:
             dropped["one_step"] += 1
-            continue
-        values.append(v.astype(np.float32))
-    if nonfinite["nan"] or nonfinite["inf"]:
+        else:
+            values.append(np.asarray(v, dtype=np.float32))
+    nonfinite["nan"] = max(0, int(per_feature.sum()) - counts["inf"])
+    if per_feature.any():
         worst = np.argsort(per_feature)[::-1][:3]
         nonfinite["worst_features"] = [
             f"{seqs.feature_names[j]} ({int(per_feature[j])})" for j in worst if per_feature[j]
         ]
-    return DataView(values, list(seqs.feature_names), len(seqs.values), nonfinite, dropped)
+    n_given = len(seqs.values) + dropped["empty"] + dropped["all_nonfinite"]
+    return DataView(values, list(seqs.feature_names), n_given, nonfinite, dropped)
 
 
 # -- padding passed as data ---------------------------------------------------------------

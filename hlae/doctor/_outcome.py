@@ -97,7 +97,6 @@ def outcome_findings(
     latent_dim: int,
     history: list[dict],
     stop_reason: str,
-    budget_cut: bool,
     measurements: dict[str, Any],
     epochs_param: str = "max_epochs",
 ) -> list[Finding]:
@@ -134,7 +133,6 @@ def outcome_findings(
         loss_trend_per_epoch=falling,
     )
     still_falling = math.isfinite(falling) and falling < -0.003
-    inconclusive = budget_cut and still_falling
 
     # collapse to the mean: reconstructions that hardly vary with the input
     if rho_model < 0.1 and rho_model < 0.25 * rho_pca:
@@ -186,19 +184,7 @@ def outcome_findings(
         stopped_early = stop_reason in ("max_epochs", "max_time") and (
             still_falling or best_is_last
         )
-        if inconclusive:
-            findings.append(
-                Finding(
-                    "underfitting",
-                    "info",
-                    f"Training was cut by the doctor's time budget after {len(history)} "
-                    f"epoch(s) while the loss was still falling; the training error "
-                    f"({train_error:.3g}) is not final.",
-                    {"train_error": train_error, "pca_train_error": pca_train_error},
-                    "Run the full doctor (without --quick) or a full fit to judge the outcome.",
-                )
-            )
-        elif stopped_early:
+        if stopped_early:
             findings.append(
                 Finding(
                     "underfitting",
@@ -251,42 +237,29 @@ def outcome_findings(
 
     # the yardstick: PCA with the same latent size
     if model_error >= pca_error:
-        if inconclusive:
-            findings.append(
-                Finding(
-                    "worse-than-pca",
-                    "info",
-                    f"After {len(history)} epoch(s) cut by the time budget, the {where} error "
-                    f"({model_error:.3g}) is not yet below PCA's ({pca_error:.3g}); the loss "
-                    "was still falling.",
-                    {"model_error": model_error, "pca_error": pca_error},
-                    "Run the full doctor (without --quick) to judge the outcome.",
+        worse_than_mean = model_error >= 0.95 * mean_error
+        findings.append(
+            Finding(
+                "worse-than-pca",
+                "error" if worse_than_mean else "warning",
+                f"The {where} error ({model_error:.3g}) is not below PCA with "
+                f"{latent_dim} component(s) ({pca_error:.3g})"
+                + (
+                    f", nor below predicting the mean ({mean_error:.3g})."
+                    if worse_than_mean
+                    else "."
                 )
+                + " A model that does not beat PCA is not trained, whatever its loss "
+                "curve looks like.",
+                {
+                    "model_error": model_error,
+                    "pca_error": pca_error,
+                    "mean_error": mean_error,
+                },
+                "Fix the findings ranked above this one; if there are none, train longer "
+                "and compare again.",
             )
-        else:
-            worse_than_mean = model_error >= 0.95 * mean_error
-            findings.append(
-                Finding(
-                    "worse-than-pca",
-                    "error" if worse_than_mean else "warning",
-                    f"The {where} error ({model_error:.3g}) is not below PCA with "
-                    f"{latent_dim} component(s) ({pca_error:.3g})"
-                    + (
-                        f", nor below predicting the mean ({mean_error:.3g})."
-                        if worse_than_mean
-                        else "."
-                    )
-                    + " A model that does not beat PCA is not trained, whatever its loss "
-                    "curve looks like.",
-                    {
-                        "model_error": model_error,
-                        "pca_error": pca_error,
-                        "mean_error": mean_error,
-                    },
-                    "Fix the findings ranked above this one; if there are none, train longer "
-                    "and compare again.",
-                )
-            )
+        )
     return findings
 
 

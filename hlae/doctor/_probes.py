@@ -171,6 +171,7 @@ def make_batches(
     by_length: bool = True,
     seed: int = 0,
     limit: int | None = None,
+    device: torch.device | str = "cpu",
 ) -> list[Batch]:
     """Padded batches: grouped by length (as hlae trains) or drawn at random."""
     rng = np.random.default_rng(seed)
@@ -182,7 +183,7 @@ def make_batches(
         index = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if limit is not None:
         index = index[:limit]
-    return [pad_batch(values, i) for i in index]
+    return [pad_batch(values, i, device) for i in index]
 
 
 def _optimiser(
@@ -385,7 +386,10 @@ def lr_range_test(
         from the curve: ``suggested_lr``, ``min_loss_lr``, ``steepest_lr``, ``blowup_lr``.
     """
     subject = Subject(module, loss=loss, loss_fn=loss_fn)
-    batches = make_batches(sequences, batch_size, seed=random_state, limit=max_batches)
+    device = next(module.parameters()).device
+    batches = make_batches(
+        sequences, batch_size, seed=random_state, limit=max_batches, device=device
+    )
     return range_test_on(
         subject,
         module,
