@@ -126,6 +126,20 @@ class _StopRequests:
         self._restore()
 
 
+def _ema_with_warmup(decay: float):
+    """Moving average whose decay grows from 0.1 towards ``decay`` over the first steps,
+    so that the average follows the fast early progress instead of lagging behind it."""
+
+    @torch.no_grad()
+    def update(averaged: list, current: list, n_averaged: torch.Tensor) -> None:
+        n = float(n_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        for a, c in zip(averaged, current):
+            a.lerp_(c, 1.0 - d)
+
+    return update
+
+
 def _epoch_generators(seed: int, epoch: int) -> np.random.Generator:
     """Random state of an epoch depends only on (seed, epoch): resuming is exact.
 
@@ -254,8 +268,7 @@ class Trainer:
         self.averaged = None
         if self.ema_decay:
             self.averaged = torch.optim.swa_utils.AveragedModel(
-                self.module,
-                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(self.ema_decay),
+                self.module, multi_avg_fn=_ema_with_warmup(self.ema_decay)
             )
 
     def _state(self) -> dict:
