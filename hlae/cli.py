@@ -142,6 +142,18 @@ def _write_outputs(model, out: Path, history_title: str) -> None:
     plot_history(model.history_, out / "loss_curve.png", title=history_title, marks=marks)
 
 
+def _parquet_dataset(args: argparse.Namespace):
+    from hlae.streaming import ParquetDataset
+
+    return ParquetDataset(
+        args.data,
+        id_column=getattr(args, "id_column", None),
+        order_column=getattr(args, "order_column", None),
+        feature_columns=args.features.split(",") if getattr(args, "features", None) else None,
+        buffer_size=getattr(args, "buffer_size", 4096),
+    )
+
+
 # -- commands -----------------------------------------------------------------------------
 def cmd_fit(args: argparse.Namespace) -> int:
     from hlae import distributed
@@ -149,6 +161,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from hlae.data import as_sequences
     from hlae.estimator import HierarchicalAutoencoder
     from hlae.exceptions import DivergenceError, ParameterError
+    from hlae.streaming import wants_streaming
     from hlae.training import CHECKPOINT_NAME, load_checkpoint
 
     # under torchrun every process trains, but only rank 0 writes files and prints
@@ -158,7 +171,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--out {str(out)!r} is a file; give a directory for the run.")
     config = apply_config(args)  # --config: the file's values where no flag was given
-    seqs = load_data(args.data, args)
+    # a directory or glob of Parquet files streams: data larger than memory
+    stream = wants_streaming(args.data, getattr(args, "stream", None))
+    seqs = _parquet_dataset(args) if stream else load_data(args.data, args)
     params = {**config.params, **model_params(args)}
     if args.resume:
         saved = out / "run.json"
@@ -168,14 +183,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
         params = {**json.loads(saved.read_text())["params"], **params}
     model = HierarchicalAutoencoder(**params)
     model._check_params()
-    seqs = as_sequences(seqs, missing=model.missing)
+    if not stream:
+        seqs = as_sequences(seqs, missing=model.missing)
     if args.resume and (out / "checkpoint" / CHECKPOINT_NAME).exists():
         load_checkpoint(out / "checkpoint")  # a damaged checkpoint is an error, here
     tensorboard = None
     if main_rank and (args.tensorboard or config.output.get("tensorboard")):
         from hlae.tensorboard import TensorBoardLogger
 
-        tensorboard = TensorBoardLogger(out / "tensorboard", model=model, sample=seqs.values[:4])
+        tensorboard = TensorBoardLogger(
+            out / "tensorboard", model=model, sample=seqs.head(4) if stream else seqs.values[:4]
+        )
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
     if not args.resume and main_rank:
@@ -370,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write TensorBoard event files to OUT/tensorboard",
     )
+    p.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stream Parquet data larger than memory (default: for a directory or glob)",
+    )
+    p.add_argument("--buffer-size", type=int, default=4096, help="sequences held when streaming")
     _add_data_options(p)
     _add_model_options(p)
     p.set_defaults(func=cmd_fit)

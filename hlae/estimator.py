@@ -23,6 +23,7 @@ from hlae import distributed
 from hlae.data import FeatureScaler, Sequences, as_sequences, length_batches, pad_batch
 from hlae.exceptions import DivergenceError, ModelFileError, ParameterError, TrainingWarning
 from hlae.model import HierarchicalLSTMAutoencoder
+from hlae.streaming import ParquetDataset
 from hlae.training import AUGMENTATIONS, LOSSES, Trainer, autocast_dtype, load_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -324,8 +325,9 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : list of (T_i, F) arrays, (n, T, F) array, or pandas long table
-            Training sequences.
+        X : list of (T_i, F) arrays, (n, T, F) array, pandas long table, or ParquetDataset
+            Training sequences; a :class:`hlae.streaming.ParquetDataset` streams Parquet
+            files larger than memory.
         y : ignored
         lengths : array-like of int, optional
             Observed lengths for a padded array.
@@ -347,7 +349,8 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         self._check_params()
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)
-        seqs = self._sequences(X, lengths, **table)
+        stream = isinstance(X, ParquetDataset)
+        seqs = None if stream else self._sequences(X, lengths, **table)
         device = self._device()
         # under torchrun: join the process group; every rank uses rank 0's seed
         if distributed.setup(device) > 1 and device.type == "cuda":
@@ -363,32 +366,18 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             seed = int(state["seed"])  # the run's own seed: same split, same epochs
         torch.manual_seed(seed)
 
-        # scale on observed steps only
-        self.n_features_in_ = seqs.n_features
-        self.feature_names_in_ = np.asarray(seqs.feature_names, dtype=object)
-        self.n_missing_ = int(sum(np.isnan(v).sum() for v in seqs.values))
-        if self.n_missing_:
-            logger.info(
-                "%d missing value(s) (%.2g%% of all) are masked out of the loss",
-                self.n_missing_,
-                100 * self.n_missing_ / sum(v.size for v in seqs.values),
-            )
-        self.scaler_ = FeatureScaler(self.scaler).fit(seqs.values)
-        scaled = self.scaler_.transform(seqs.values)
-
-        # split off a validation set for early stopping
-        n = len(scaled)
-        rng = np.random.default_rng(seed)
-        n_val = int(round(self.validation_fraction * n)) if n >= 10 else 0
-        order = rng.permutation(n)
-        val_index, train_index = order[:n_val], order[n_val:]
-        train = [scaled[i] for i in train_index]
-        validation = [scaled[i] for i in val_index] or None
+        if stream:
+            # data larger than memory: the scaler is fitted in one streaming pass, batches
+            # stream from the files, the validation share is chosen by a hash of the id
+            train, validation, seq_lengths = X.prepare(self, seed)
+        else:
+            train, validation, seq_lengths = self._prepare(seqs, seed)
+        n_val = len(validation) if validation else 0
 
         # build the model
-        self.chunk_lengths_ = self._resolve_chunks(seqs.lengths)
+        self.chunk_lengths_ = self._resolve_chunks(seq_lengths)
         self.module_ = self._build_module().to(device)
-        self.train_lengths_ = (int(seqs.lengths.min()), int(seqs.lengths.max()))
+        self.train_lengths_ = (int(seq_lengths.min()), int(seq_lengths.max()))
         n_params = sum(p.numel() for p in self.module_.parameters())
         logger.info(
             "Fitting %s hierarchy, chunks %s, %d parameters on %d sequences (%d validation)",
@@ -449,6 +438,34 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         logger.info("lr='auto': the range test suggests %.3g", result["suggested_lr"])
         return float(result["suggested_lr"])
 
+    def _prepare(self, seqs: Sequences, seed: int):
+        """Scale in-memory sequences and split off a validation set for early stopping.
+
+        Returns ``(train, validation or None, lengths)``.
+        """
+        # scale on observed steps only
+        self.n_features_in_ = seqs.n_features
+        self.feature_names_in_ = np.asarray(seqs.feature_names, dtype=object)
+        self.n_missing_ = int(sum(np.isnan(v).sum() for v in seqs.values))
+        if self.n_missing_:
+            logger.info(
+                "%d missing value(s) (%.2g%% of all) are masked out of the loss",
+                self.n_missing_,
+                100 * self.n_missing_ / sum(v.size for v in seqs.values),
+            )
+        self.scaler_ = FeatureScaler(self.scaler).fit(seqs.values)
+        scaled = self.scaler_.transform(seqs.values)
+
+        # split off a validation set for early stopping
+        n = len(scaled)
+        rng = np.random.default_rng(seed)
+        n_val = int(round(self.validation_fraction * n)) if n >= 10 else 0
+        order = rng.permutation(n)
+        val_index, train_index = order[:n_val], order[n_val:]
+        train = [scaled[i] for i in train_index]
+        validation = [scaled[i] for i in val_index] or None
+        return train, validation, seqs.lengths
+
     def _finish(self, trainer: Trainer, started: float) -> None:
         self.module_.eval()
         self.history_ = trainer.history
@@ -488,6 +505,11 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         """Embed each sequence: an ``(n, latent_dim)`` array."""
         check_is_fitted(self, "module_")
         return self._run(self._sequences(X, lengths, **table))[2]
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """Fit, then embed the same data (``lengths`` and table columns apply to both)."""
+        read = {k: fit_params[k] for k in ("lengths", *_READ_OPTIONS) if k in fit_params}
+        return self.fit(X, y, **fit_params).transform(X, **read)
 
     def reconstruct(self, X: Any, *, lengths: Any = None, **table: Any) -> Any:
         """Reconstruct sequences in the input's units, shaped like the input.
@@ -641,6 +663,10 @@ def _jsonable(params: dict) -> dict:
             v = float(v)
         out[k] = v
     return out
+
+
+# keyword arguments of fit that say how to read X, so fit_transform passes them on
+_READ_OPTIONS = ("id_column", "order_column", "feature_columns", "layout")
 
 
 def _shape_like(seqs: Sequences, recon: list[np.ndarray], X: Any) -> Any:
