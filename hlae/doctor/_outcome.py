@@ -194,6 +194,7 @@ def outcome_findings(
                     f"{train_error:.3g} is above PCA's {pca_train_error:.3g}.",
                     {
                         "epochs": len(history),
+                        "epoch": len(history) - 1,
                         "loss_trend_per_epoch": falling,
                         "train_error": train_error,
                         "pca_train_error": pca_train_error,
@@ -229,7 +230,12 @@ def outcome_findings(
                     f"The held-out error ({model_error:.3g}) is {gap:.2g} times the training "
                     f"error ({train_error:.3g})"
                     + (", and no better than PCA." if harmful else "."),
-                    {"train_error": train_error, "held_out_error": model_error, "gap": gap},
+                    {
+                        "train_error": train_error,
+                        "held_out_error": model_error,
+                        "gap": gap,
+                        "epoch": _best_epoch(history),
+                    },
                     "Regularise: more dropout (0.2-0.3), weight_decay=1e-3, augmentation on, "
                     "a smaller hidden_size; collect more sequences if you can.",
                 )
