@@ -248,6 +248,22 @@ def test_resume_needs_a_directory_and_a_matching_checkpoint(tmp_path):
     assert (tmp_path / "checkpoint.pt").read_bytes() == b"not a checkpoint"
 
 
+def test_a_checkpoint_write_that_dies_halfway_leaves_the_good_one(tmp_path, monkeypatch):
+    X = walks(12)
+    hlae.HierarchicalAutoencoder(max_epochs=2, **FAST).fit(X, checkpoint_dir=tmp_path)
+    good = (tmp_path / "checkpoint.pt").read_bytes()
+
+    def dying_save(obj, fh, *args, **kwargs):  # the disk fills up halfway through
+        fh.write(b"the first half of a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(OSError, match="No space left"):
+        hlae.HierarchicalAutoencoder(max_epochs=2, **FAST).fit(X, checkpoint_dir=tmp_path)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == good
+    assert load_checkpoint(tmp_path)["epoch"] == 1
+
+
 # -- divergence ----------------------------------------------------------------------------
 def poison_from_epoch(first: int, times: int | None = None):
     """An action making the training loss NaN from epoch ``first`` on (``times`` batches)."""
