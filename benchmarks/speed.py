@@ -1,0 +1,442 @@
+"""Speed and scale: time to quality, throughput, padding waste and streaming memory.
+
+Every comparison runs in this one invocation and is reported as a ratio against its
+baseline measured in the same run (machine load changes from run to run):
+
+- time to quality: training seconds until held-out MSE (standardised units, latent size
+  10) first reaches PCA(10)'s, on OSULeaf (427 steps, univariate) and on synthetic
+  oscillators of 1,024 and 4,096 steps (4 features); hlae's default against
+  ``hierarchy="flat"`` at the same widths. Held-out error is measured on the weights fit()
+  would keep (the running average), every few seconds of training; the time spent
+  measuring is not counted.
+- throughput: sequences per second in training (forward, backward, AdamW step) and in
+  inference at 256, 1,024 and 4,096 steps (8 features, batch 32), default against flat,
+  and the LSTMs' floating-point rate as a fraction of a large matrix multiply's measured
+  here. LSTM work is counted exactly from the steps each LSTM runs: ``8 H (D + H)`` per
+  step and direction forward, three times that for training; the linear layers are left
+  out, so the fraction is a lower bound.
+- padding: share of computed steps that are padding on lengths spread 10x (100 to 1,000),
+  batches grouped by length (hlae.data.length_batches) against random batches.
+- memory: peak resident memory of ``hlae fit`` streaming a Parquet directory, 10x the
+  data against 1x (and the in-memory reader beside it).
+
+    python -m benchmarks.speed                 # everything, full budgets (over an hour)
+    python -m benchmarks.speed --quick         # short budgets and smaller sets
+    python -m benchmarks.speed --parts padding throughput --quick
+
+Results are printed and written to docs/speed.md (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+import hlae
+from hlae.data import length_batches, pad_batch
+from hlae.datasets import load_osuleaf, make_oscillators
+from hlae.estimator import default_chunk_lengths
+from hlae.evaluation import pca_baseline, standardised_mse
+from hlae.model import HierarchicalLSTMAutoencoder
+from hlae.training import Trainer
+
+PARTS = ("padding", "throughput", "memory", "quality")
+LATENT = 10
+
+
+# -- time to quality ----------------------------------------------------------------------
+class _OutOfTime(Exception):
+    pass
+
+
+def time_to_quality(train, test, targets: dict[str, float], budget: float, every: float,
+                    seed: int = 0, **params) -> dict:  # fmt: skip
+    """Train once; record held-out MSE against training seconds; first time under targets."""
+    trainers: list[Trainer] = []
+    original = Trainer.evaluate
+
+    def evaluate(self, values, batch_size=256):  # remember the trainer, to read its weights
+        trainers[:] = [self]
+        return original(self, values, batch_size)
+
+    model = hlae.HierarchicalAutoencoder(latent_dim=LATENT, random_state=seed, **params)
+    curve: list[tuple[float, float]] = []
+    clock = {"start": time.perf_counter(), "excluded": 0.0, "last": -math.inf}
+
+    def held_out() -> float:
+        trained = model.module_
+        if trainers:
+            model.module_ = trainers[0].kept_module
+        try:
+            return standardised_mse(model.reconstruct(test), test, train)
+        finally:
+            model.module_ = trained
+
+    def callback(record: dict) -> None:
+        tick = time.perf_counter()
+        seconds = tick - clock["start"] - clock["excluded"]
+        if seconds - clock["last"] >= every or seconds >= budget:
+            curve.append((seconds, held_out()))
+            clock["last"] = seconds
+        clock["excluded"] += time.perf_counter() - tick
+        if seconds >= budget:
+            raise _OutOfTime
+
+    Trainer.evaluate = evaluate
+    stop = "budget"
+    try:
+        model.fit(train, callback=callback)
+        stop = model.stop_reason_
+        seconds = time.perf_counter() - clock["start"] - clock["excluded"]
+        curve.append((seconds, standardised_mse(model.reconstruct(test), test, train)))
+    except _OutOfTime:
+        pass
+    finally:
+        Trainer.evaluate = original
+    reached = {
+        name: next((t for t, mse in curve if mse <= value), None)
+        for name, value in targets.items()
+    }
+    best = min(curve, key=lambda c: c[1])
+    return {"curve": curve, "reached": reached, "best": best, "stop": stop}
+
+
+def _mse_at(curve, seconds: float) -> float:
+    before = [mse for t, mse in curve if t <= seconds]
+    return min(before) if before else math.nan
+
+
+def part_quality(args, lines: list[str]) -> None:
+    sets = {}
+    train, _ = load_osuleaf("train")
+    test, _ = load_osuleaf("test")
+    sets["OSULeaf (427 steps, 1 feature)"] = (train, test, args.budget)
+    for T in (1024, 4096):
+        n = 120 if args.quick else 200
+        kwargs = {"n_features": 4, "min_length": int(0.75 * T), "max_length": T}
+        tr = make_oscillators(n_sequences=n, random_state=1, **kwargs)
+        te = make_oscillators(n_sequences=n // 2, random_state=2, **kwargs)
+        sets[f"oscillators ({int(0.75 * T)}-{T} steps, 4 features)"] = (
+            tr, te, args.budget_long
+        )  # fmt: skip
+
+    lines += [
+        "## Time to quality",
+        "",
+        f"Training seconds until held-out MSE first reaches a target (checked every "
+        f"{args.every:g} s of training; budget per run in the last column). Latent size "
+        f'{LATENT}, default parameters otherwise; flat = `hierarchy="flat"` at the same '
+        "widths. 'no' = not reached within the budget (best figure and when in brackets).",
+        "",
+        "| data | model | PCA(10) | 2 x PCA | reaches 2 x PCA after | reaches PCA after | "
+        "MSE at 120 s | best (at s) | stop | budget s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, (train, test, budget) in sets.items():
+        pca = standardised_mse(pca_baseline(train, test, LATENT), test, train)
+        targets = {"2pca": 2 * pca, "pca": pca}
+        for label, params in (("hlae default", {}), ("flat", {"hierarchy": "flat"})):
+            print(f"  time to quality: {name}, {label} ...", flush=True)
+            r = time_to_quality(train, test, targets, budget, args.every, **params)
+
+            def when(key, r=r):
+                t = r["reached"][key]
+                return f"{t:.0f} s" if t is not None else "no"
+
+            lines.append(
+                f"| {name} | {label} | {pca:.3f} | {2 * pca:.3f} | {when('2pca')} | "
+                f"{when('pca')} | {_mse_at(r['curve'], 120):.3f} | {r['best'][1]:.3f} "
+                f"({r['best'][0]:.0f}) | {r['stop']} | {budget:.0f} |"
+            )
+            curve = ", ".join(f"{t:.0f}s:{m:.3f}" for t, m in r["curve"])
+            print(f"    {lines[-1]}\n    curve: {curve}", flush=True)
+    lines.append("")
+
+
+# -- throughput ---------------------------------------------------------------------------
+def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large float32 matrix multiply on this machine and thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - tick)
+    return 2 * n**3 / best
+
+
+def lstm_flops(module: nn.Module, x, mask, lengths) -> float:
+    """Forward FLOPs of every LSTM in ``module`` on one batch, counted from packed steps."""
+    total = [0.0]
+
+    def hook(lstm, inputs, output):
+        data = inputs[0]
+        steps = (
+            data.data.shape[0] if hasattr(data, "batch_sizes") else data.shape[0] * data.shape[1]
+        )
+        directions = 2 if lstm.bidirectional else 1
+        H, D = lstm.hidden_size, lstm.input_size
+        total[0] += steps * directions * 8 * H * (D + H)
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.LSTM)]
+    with torch.no_grad():
+        module(x, mask, lengths)
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = math.inf
+    for _ in range(repeats):
+        tick = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - tick)
+    return best
+
+
+def part_throughput(args, lines: list[str]) -> None:
+    peak = matmul_rate()
+    B, F, H = 32, 8, 64
+    rng = np.random.default_rng(0)
+    rows = []
+    for T in (256, 1024, 4096):
+        seqs = [np.cumsum(rng.normal(size=(T, F)), 0).astype(np.float32) / 10 for _ in range(B)]
+        x, mask, lengths = pad_batch(seqs, np.arange(B))
+        for label, chunks in (("hlae default", default_chunk_lengths(np.array([T]))),
+                              ("flat", ())):  # fmt: skip
+            torch.manual_seed(0)
+            module = HierarchicalLSTMAutoencoder(
+                F, latent_dim=LATENT, hidden_size=H, chunk_lengths=chunks
+            )
+            optimiser = torch.optim.AdamW(module.parameters(), lr=1e-3)
+
+            def train_step(module=module, optimiser=optimiser, x=x, mask=mask, lengths=lengths):
+                module.train()
+                pred, _ = module(x, mask, lengths)
+                loss = (pred - x).square().mean()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+
+            def infer(module=module, x=x, mask=mask, lengths=lengths):
+                module.eval()
+                with torch.no_grad():
+                    module(x, mask, lengths)
+
+            print(f"  throughput: {T} steps, {label} ...", flush=True)
+            train_s = _time(train_step, args.repeats)
+            infer_s = _time(infer, args.repeats)
+            flops = lstm_flops(module, x, mask, lengths)
+            rows.append(
+                {"T": T, "model": label, "chunks": chunks, "train_s": train_s,
+                 "infer_s": infer_s, "train_rate": 3 * flops / train_s / peak,
+                 "infer_rate": flops / infer_s / peak}
+            )  # fmt: skip
+            print(f"    {rows[-1]}", flush=True)
+    frame = pd.DataFrame(rows)
+    lines += [
+        "## Throughput",
+        "",
+        f"Batch of {B} sequences, {F} features, hidden size {H}, latent {LATENT}; best of "
+        f"{args.repeats} timed steps after a warm-up. Large-matmul rate measured here: "
+        f"{peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} thread(s)). 'of peak' = the "
+        "LSTMs' FLOP rate (counted from the steps they run) over that rate.",
+        "",
+        "| steps | model | chunks | train seq/s | inference seq/s | train, of peak | "
+        "inference, of peak | train speed vs flat | inference speed vs flat |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        flat = frame[(frame["T"] == r["T"]) & (frame["model"] == "flat")].iloc[0]
+        lines.append(
+            f"| {r['T']} | {r['model']} | {r['chunks'] or '-'} | {B / r['train_s']:.1f} | "
+            f"{B / r['infer_s']:.1f} | {r['train_rate']:.1%} | {r['infer_rate']:.1%} | "
+            f"{flat['train_s'] / r['train_s']:.2f}x | {flat['infer_s'] / r['infer_s']:.2f}x |"
+        )
+    lines.append("")
+    for label in ("hlae default", "flat"):
+        t = frame[frame["model"] == label].set_index("T")["train_s"]
+        lines.append(
+            f"- {label}: training time per batch grows {t[4096] / t[1024]:.2f}x from 1,024 to "
+            f"4,096 steps (4x would be linear), {t[1024] / t[256]:.2f}x from 256 to 1,024."
+        )
+    lines.append("")
+
+
+# -- padding ------------------------------------------------------------------------------
+def padding_share(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
+    computed = sum(len(b) * lengths[b].max() for b in batches)
+    return 1.0 - lengths.sum() / computed
+
+
+def part_padding(args, lines: list[str]) -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(100, 1001, size=2000)
+    grouped, shuffled = [], []
+    for epoch in range(5):
+        epoch_rng = np.random.default_rng([0, epoch])
+        grouped.append(padding_share(lengths, length_batches(lengths, 32, rng=epoch_rng)))
+        order = epoch_rng.permutation(len(lengths))
+        shuffled.append(padding_share(lengths, np.array_split(order, len(lengths) // 32)))
+    g, s = float(np.mean(grouped)), float(np.mean(shuffled))
+    lines += [
+        "## Padding waste",
+        "",
+        "2,000 sequences with lengths uniform in 100..1,000 (10x spread), batches of 32, "
+        "mean over 5 epochs' batches. Share of computed steps (batch size x longest in "
+        "batch) that are padding.",
+        "",
+        "| batching | padding share |",
+        "|---|---|",
+        f"| grouped by length (hlae.data.length_batches, with its 10% jitter) | {g:.1%} |",
+        f"| random batches | {s:.1%} |",
+        f"| ratio random / grouped | {s / g:.1f}x |",
+        "",
+    ]
+    print(f"  padding: grouped {g:.1%}, random {s:.1%}", flush=True)
+
+
+# -- memory -------------------------------------------------------------------------------
+def _write_parquet(directory: Path, copies: int, n: int, files_per_copy: int = 4) -> int:
+    directory.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    base = []
+    for _ in range(n):
+        T = int(rng.integers(50, 151))
+        values = np.cumsum(rng.normal(size=(T, 8)), 0) / 5
+        base.append((T, values))
+    rows = 0
+    for c in range(copies):
+        for k in range(files_per_copy):
+            part = base[k::files_per_copy]
+            frame = pd.concat(
+                pd.DataFrame(values, columns=[f"x{j}" for j in range(8)]).assign(
+                    id=f"c{c}-s{k}-{i}", step=np.arange(T)
+                )
+                for i, (T, values) in enumerate(part)
+            )
+            frame.to_parquet(directory / f"part-{c:03d}-{k}.parquet", index=False)
+            rows += len(frame)
+    return rows
+
+
+def _peak_rss_of(cmd: list[str], env: dict) -> tuple[float, float, int]:
+    """Run ``cmd``; return (peak resident memory in MiB, seconds, exit code)."""
+    tick = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - tick
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        print(proc.stderr.read().decode()[-2000:], file=sys.stderr)
+    proc.stderr.close()
+    proc.returncode = code
+    return usage.ru_maxrss / 1024, seconds, code
+
+
+def part_memory(args, lines: list[str]) -> None:
+    n = 500 if args.quick else 2000
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    fit = ["--max-epochs", "1", "--hidden-size", "8", "--latent-dim", "4", "--batch-size",
+           "64", "--augmentation", "none", "--random-state", "0"]  # fmt: skip
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for copies in (1, 10):
+            data = Path(tmp) / f"x{copies}"
+            rows = _write_parquet(data, copies, n)
+            for mode in ("--stream", "--no-stream"):
+                if mode == "--no-stream" and copies == 10 and args.quick:
+                    continue
+                print(f"  memory: {copies}x ({rows} rows), {mode} ...", flush=True)
+                out = Path(tmp) / f"run-{copies}{mode}"
+                cmd = [sys.executable, "-m", "hlae", "-q", "fit", str(data), "--out", str(out),
+                       mode, *fit]  # fmt: skip
+                results[(copies, mode)] = (*_peak_rss_of(cmd, env), rows)
+                shutil.rmtree(out, ignore_errors=True)
+                print(f"    {results[(copies, mode)]}", flush=True)
+    lines += [
+        "## Memory",
+        "",
+        f"Peak resident memory of `hlae fit DIR --max-epochs 1` (hidden size 8) on a Parquet "
+        f"directory of {n} sequences x 50..150 steps x 8 features per copy (1x: 4 files, "
+        "10x: 40 files), streamed (the default for a directory) or read into memory "
+        "(`--no-stream`).",
+        "",
+        "| data | reader | rows | peak RSS MiB | seconds | exit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (copies, mode), (rss, seconds, code, rows) in results.items():
+        lines.append(f"| {copies}x | {mode} | {rows} | {rss:.0f} | {seconds:.0f} | {code} |")
+    s1, s10 = results[(1, "--stream")][0], results[(10, "--stream")][0]
+    lines += ["", f"- streaming: peak memory 10x / 1x = {s10 / s1:.2f} (target <= 1.3)"]
+    if (10, "--no-stream") in results:
+        m1, m10 = results[(1, "--no-stream")][0], results[(10, "--no-stream")][0]
+        lines.append(f"- in memory: peak memory 10x / 1x = {m10 / m1:.2f}")
+    lines.append("")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--quick", action="store_true", help="short budgets, small sets")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=None, help="seconds, OSULeaf runs")
+    parser.add_argument("--budget-long", type=float, default=None, help="seconds, long runs")
+    parser.add_argument("--every", type=float, default=None, help="seconds between checks")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--out", default="docs/speed.md")
+    args = parser.parse_args()
+    args.budget = args.budget or (150.0 if args.quick else 600.0)
+    args.budget_long = args.budget_long or (60.0 if args.quick else 600.0)
+    args.every = args.every or (10.0 if args.quick else 5.0)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    torch.set_num_threads(args.threads)
+
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    lines = [
+        "# Speed and scale",
+        "",
+        "Written by `python -m benchmarks.speed"
+        + (" --quick" if args.quick else "")
+        + (f" --parts {' '.join(args.parts)}" if args.parts != list(PARTS) else "")
+        + f"` on {platform.machine()} with {os.cpu_count()} CPU core(s), "
+        f"{args.threads} torch thread(s), torch {torch.__version__}. Load average at the "
+        f"start: {load_before[0]:.1f} (1 min). Timings on a shared machine are noisy; the "
+        "ratios compare runs made minutes apart under the same conditions.",
+        "",
+    ]
+    for part in PARTS:
+        if part in args.parts:
+            print(f"{part}:", flush=True)
+            globals()[f"part_{part}"](args, lines)
+    load_after = os.getloadavg()
+    lines += [
+        f"Total {time.perf_counter() - started:.0f} s; load average at the end "
+        f"{load_after[0]:.1f} (1 min).",
+        "",
+    ]
+    text = "\n".join(lines)
+    print("\n" + text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
