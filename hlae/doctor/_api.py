@@ -3,9 +3,11 @@ for a user's PyTorch module."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,7 +64,7 @@ class _Plan:
     @classmethod
     def make(cls, quick: bool, time_budget: float | None) -> _Plan:
         if quick:
-            plan = cls(16.0, 40, 20, 150, 1.5)
+            plan = cls(16.0, 36, 16, 150, 1.5)
         else:
             plan = cls(80.0, 80, 40, 300, 3.0)
         if time_budget is not None:
@@ -77,6 +79,15 @@ class _Plan:
 def _notify(progress: Progress | None, stage: str, record: dict | None = None) -> None:
     if progress is not None:
         progress(stage, record)
+
+
+@contextlib.contextmanager
+def _quiet_numerics():
+    """One BLAS thread (the matrices are small: threads only cost), and no warnings from
+    degenerate cases (constant data), which the findings already describe."""
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -290,7 +301,7 @@ def diagnose(
         loss_units_standardised=est.scaler == "standard" and est.loss == "mse",
     )
     _notify(progress, "outcome checks")
-    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only cost
+    with _quiet_numerics():
         findings += _hlae_outcome(fitted, train_values, test_values, budget_cut, m)
     if not test_values:
         report.skipped.append("held-out checks: fewer than 20 sequences, judged on training data")
@@ -555,7 +566,7 @@ def diagnose_model(
             judge_test = strip_padding(test, cut_test)
             recon_test = strip_padding(recon_test, cut_test)
     m["loss_units_standardised"] = False
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _quiet_numerics():
         findings += _user_outcome(
             judge_train, judge_test, recon_train, recon_test, latent_dim, history, stop_reason, m
         )

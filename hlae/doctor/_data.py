@@ -99,7 +99,8 @@ def read_leniently(X: Any, lengths: Any = None, **table: Any) -> DataView:
             else:
                 items.append(arr)
         if not items:
-            return DataView([], [], len(X), {"nan": 0, "inf": counts["inf"]}, dropped)
+            counts.update(nan=0, sequences=dropped["all_nonfinite"])
+            return DataView([], [], len(X), counts, dropped)
         X = items
     seqs = as_sequences(X, lengths=lengths, missing="mask", min_length=1, **table)
 
@@ -164,7 +165,8 @@ def detect_padding(values: list[np.ndarray]) -> dict[str, Any] | None:
         if not np.isfinite(row).all():
             continue
         runs = np.array([_run_length(v, row, side == "end") for v in values])
-        padded = runs >= 2
+        full = runs == np.array([len(v) for v in values])
+        padded = (runs >= 2) & ~full  # padding follows (or precedes) real steps
         total_rows = sum(len(v) for v in values)
         interior = sum(int((v == row).all(axis=1).sum()) for v in values) - int(runs.sum())
         if padded.sum() < max(3, 0.2 * n) or interior > 0.01 * total_rows:

@@ -105,13 +105,17 @@ def lr_findings(range_test: dict[str, Any], lr: float, probe: dict | None) -> li
                 fix,
             )
         ]
-    if range_test["improved"] and lr < suggested / 30:
+    # too low: far below the suggestion, and a short run at it barely moves the loss
+    stalled = evidence.get("probe_loss_last", 0.0) > 0.9 * evidence.get("probe_loss_first", 0.0)
+    if range_test["improved"] and lr < suggested / 100 and stalled:
         return [
             Finding(
                 "lr-too-low",
-                "error" if lr < suggested / 100 else "warning",
+                "error" if lr < suggested / 300 else "warning",
                 f"lr={lr:.3g} is {suggested / lr:.3g} times below the rate the range test "
-                f"suggests ({suggested:.3g}); the loss will fall very slowly.",
+                f"suggests ({suggested:.3g}), and a short run at it barely moved the loss "
+                f"({evidence['probe_loss_first']:.3g} to {evidence['probe_loss_last']:.3g}); "
+                "training will crawl.",
                 evidence,
                 fix,
             )

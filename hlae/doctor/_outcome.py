@@ -181,17 +181,24 @@ def outcome_findings(
     # underfitting: the model does not even fit its training data as well as PCA
     if not small_latent and train_error > 1.05 * pca_train_error and train_error > 0.1:
         best_is_last = bool(history) and _best_epoch(history) == len(history) - 1
+        # stopped by the epoch (or time) limit while improving, or after so few epochs
+        # that no plateau can have been reached
         stopped_early = stop_reason in ("max_epochs", "max_time") and (
-            still_falling or best_is_last
+            still_falling or best_is_last or len(history) < 10
         )
         if stopped_early:
             findings.append(
                 Finding(
                     "underfitting",
                     "error" if model_error >= pca_error else "warning",
-                    f"Training stopped at {epochs_param}={len(history)} while the loss was "
-                    f"still improving (its best epoch was the last); the training error "
-                    f"{train_error:.3g} is above PCA's {pca_train_error:.3g}.",
+                    f"Training stopped by its limit after {len(history)} epoch(s) "
+                    + (
+                        "while the loss was still improving"
+                        if still_falling or best_is_last
+                        else "(far too few to converge)"
+                    )
+                    + f"; the training error {train_error:.3g} is above PCA's "
+                    f"{pca_train_error:.3g}.",
                     {
                         "epochs": len(history),
                         "epoch": len(history) - 1,

@@ -308,7 +308,10 @@ def _read_range_test(lrs, losses, smoothed, norms) -> dict[str, Any]:
         i_min = 0
     else:
         i_min = int(np.nanargmin(np.where(finite, s, np.nan)))
-    start = s[0] if finite[0] else math.inf
+    # the starting level: the mean loss of the first few steps (batches differ in difficulty)
+    raw = np.asarray(losses, dtype=float)
+    k = max(3, len(raw) // 8)
+    start = float(np.mean(raw[:k])) if np.isfinite(raw[:k]).all() else math.inf
     blowup = None
     for i in range(i_min + 1, len(s)):
         if not finite[i] or s[i] > max(start, 1.5 * s[i_min]):
