@@ -80,6 +80,8 @@ def _reconstruction_figure(
     feature_names: list[str],
 ) -> str:
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     # show the features that vary most across the data, at most four
     spread = np.nanstd(np.concatenate([values[i] for _, i in picks]), axis=0)
     features = sorted(np.argsort(-np.nan_to_num(spread))[: min(4, len(feature_names))])
@@ -98,6 +100,7 @@ def _reconstruction_figure(
             ax.tick_params(labelsize=7)
             if col == 0:
                 ax.set_ylabel(f"{kind}\nid {ids[i]!s:.16}\nerror {errors[i]:.3g}", fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if row == len(picks) - 1:
                 ax.set_xlabel("step", fontsize=8)
     axes[0, 0].legend(fontsize=7, loc="best")
@@ -156,7 +159,13 @@ def _error_figure(errors: np.ndarray, pca_errors: np.ndarray | None, k: int) -> 
     for q, style in ((50, "--"), (100, ":")):
         ax.axvline(np.percentile(errors, q), color="tab:blue", linestyle=style, lw=1)
     if hi > lo:
+        from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
         ax.set_xscale("log")
+        # labels at 1, 2 and 5 times powers of ten only, as plain numbers
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("reconstruction error per sequence (MSE, scaled units)")
     ax.set_ylabel("sequences")
     ax.legend(fontsize=8)
@@ -444,7 +453,7 @@ def _page(model, seqs, errors, pca_errors, figures, order, doctor, title, labels
         "table{border-collapse:collapse;font-size:14px}caption{text-align:left;"
         "font-weight:600;padding:4px 0}th,td{text-align:left;padding:3px 8px;"
         "border-bottom:1px solid #eee;vertical-align:top}th{color:#555;font-weight:500}"
-        ".note{color:#777}.error{color:#b00020;font-weight:600}.warning{color:#a15c00;"
+        ".note{color:#777}.small{font-size:12px}.error{color:#b00020;font-weight:600}.warning{color:#a15c00;"
         "font-weight:600}.info{color:#2c5d8a}"
     )
     return (
@@ -468,17 +477,27 @@ def _doctor_section(doctor: dict | None) -> str:
         f"<tr><td class='{html.escape(str(f.get('severity', '')))}'>"
         f"{html.escape(str(f.get('severity', '')))}</td>"
         f"<td><code>{html.escape(str(f.get('code', '')))}</code></td>"
-        f"<td>{html.escape(str(f.get('message', '')))}</td>"
+        f"<td>{html.escape(str(f.get('message', '')))}{_evidence(f.get('evidence'))}</td>"
         f"<td>{html.escape(str(f.get('fix', '')))}</td></tr>"
         for f in findings
     )
     skipped = "".join(f"<li>{html.escape(str(s))}</li>" for s in doctor.get("skipped", []))
     return (
         "<p>Findings ranked with the most likely cause first.</p>"
-        "<table class='list'><tr><th>severity</th><th>finding</th><th>what was measured"
-        f"</th><th>fix</th></tr>{rows}</table>"
+        "<table class='list'><tr><th>severity</th><th>finding</th><th>what was found</th>"
+        f"<th>fix</th></tr>{rows}</table>"
         + (f"<p class='note'>Not checked:</p><ul class='note'>{skipped}</ul>" if skipped else "")
     )
+
+
+def _evidence(evidence: Any) -> str:
+    """The measurements behind a finding, in small print."""
+    if not isinstance(evidence, dict) or not evidence:
+        return ""
+    shown = ", ".join(
+        f"{k} = {_fmt(v) if isinstance(v, float) else v}" for k, v in evidence.items()
+    )
+    return f"<br><span class='note small'>{html.escape(shown[:400])}</span>"
 
 
 def write_report(model: Any, X: Any, path: str | Path, **kwargs: Any) -> Path:
