@@ -384,10 +384,17 @@ class ParquetDataset:
         shortest, longest = None, None
         n_seen, n_missing, n_values = 0, 0, 0
         n_split = {"train": 0, "validation": 0}
+        block: list[np.ndarray] = []  # sequences not yet given to the scaler
+        block_rows = 0
         for key, values in self._sequences():
             values = self._checked(key, values, model.missing)
             if sk is not None:
-                sk.partial_fit(values)
+                # partial_fit has a fixed cost per call: give it blocks of rows
+                block.append(values)
+                block_rows += len(values)
+                if block_rows >= self.read_rows:
+                    sk.partial_fit(np.concatenate(block))
+                    block, block_rows = [], 0
             n_missing += int(np.isnan(values).sum())
             n_values += values.size
             n_split[self._split_of(key, fraction)] += 1
@@ -402,6 +409,8 @@ class ParquetDataset:
                 if j < LENGTH_SAMPLE:
                     lengths_sample[j] = T
             n_seen += 1
+        if sk is not None and block:
+            sk.partial_fit(np.concatenate(block))
         if n_split["train"] == 0:
             raise InputError(
                 "Every sequence fell into the validation share; lower validation_fraction."
