@@ -75,16 +75,19 @@ class Sequences:
 
     @property
     def lengths(self) -> np.ndarray:
+        """Number of steps of each sequence, ``(n,)`` int64."""
         return np.array([len(v) for v in self.values], dtype=np.int64)
 
     @property
     def n_features(self) -> int:
+        """Number of features per step."""
         return self.values[0].shape[1]
 
     def __len__(self) -> int:
         return len(self.values)
 
     def subset(self, index: np.ndarray | list[int]) -> Sequences:
+        """The sequences at positions ``index``, with their ids, as a ``"list"`` collection."""
         return Sequences(
             [self.values[i] for i in index],
             [self.ids[i] for i in index],
@@ -652,6 +655,7 @@ class FeatureScaler:
         self.kind = kind
 
     def fit(self, values: list[np.ndarray]) -> FeatureScaler:
+        """Fit the per-feature statistics on the observed steps of ``values``; return self."""
         from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
         stacked = np.concatenate(values, axis=0).astype(np.float64)
@@ -677,18 +681,22 @@ class FeatureScaler:
         return self
 
     def transform(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        """Scale each ``(T_i, F)`` sequence: ``(x - shift_) / scale_``, as float32."""
         shift, scale = self.shift_.astype(np.float32), self.scale_.astype(np.float32)
         return [((v - shift) / scale).astype(np.float32) for v in values]
 
     def inverse_transform(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        """Undo :meth:`transform`: back to the input's units, as float32."""
         shift, scale = self.shift_.astype(np.float32), self.scale_.astype(np.float32)
         return [(v * scale + shift).astype(np.float32) for v in values]
 
     def to_dict(self) -> dict:
+        """The fitted state as plain JSON-friendly values."""
         return {"kind": self.kind, "shift": self.shift_.tolist(), "scale": self.scale_.tolist()}
 
     @classmethod
     def from_dict(cls, state: dict) -> FeatureScaler:
+        """Rebuild a fitted scaler from :meth:`to_dict`'s output."""
         scaler = cls(state["kind"])
         scaler.shift_ = np.asarray(state["shift"], dtype=np.float64)
         scaler.scale_ = np.asarray(state["scale"], dtype=np.float64)
