@@ -703,6 +703,10 @@ def plot_step_scores(
         _shade(top, bottom, np.asarray(step_scores) > threshold, "tab:red", "flagged")
     if labels is not None:
         _shade(top, bottom, np.asarray(labels) > 0, "tab:green", "labelled anomaly")
+    scores = np.asarray(step_scores, dtype=float)
+    if (scores > 0).all() and scores.max() > 50 * np.median(scores):
+        bottom.set_yscale("log")  # scores spanning decades: keep the threshold visible
+        bottom.set_ylim(bottom=float(np.percentile(scores, 5)))
     top.set_ylabel("value")
     bottom.set_ylabel("score")
     bottom.set_xlabel("step")

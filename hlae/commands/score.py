@@ -189,47 +189,46 @@ def _epoch_guess(detector: AnomalyDetector) -> int | None:
     return None if epochs == "auto" else int(epochs)
 
 
-def _load_detector(args: argparse.Namespace, seqs: Sequences) -> tuple[AnomalyDetector, str]:
-    """The detector to score with, and a sentence saying where its threshold comes from."""
+def _saved_detector(args: argparse.Namespace, params: dict) -> AnomalyDetector:
+    """Load a saved detector; only its threshold may change (``--contamination``)."""
+    if args.reference:
+        raise ParameterError("--reference applies to a plain autoencoder, not a detector.")
+    fixed = sorted(set(params) - {"contamination"})
+    if fixed:
+        raise ParameterError(
+            f"--{', --'.join(fixed)} cannot change a saved detector (they shape its "
+            "scores); fit a new one with `hlae fit-detector`."
+        )
+    detector = load_detector(args.model)
+    if "contamination" in params:
+        detector.set_params(contamination=params["contamination"])
+        detector._check_params()
+        detector._set_threshold()
+    return detector
+
+
+def cmd_score(args: argparse.Namespace) -> int:
     from hlae.cli import _load_model
 
     params = _detector_params(args)
     if is_detector_dir(args.model):
-        if args.reference:
-            raise ParameterError("--reference applies to a plain autoencoder, not a detector.")
-        fixed = sorted(set(params) - {"contamination"})
-        if fixed:
-            raise ParameterError(
-                f"--{', --'.join(fixed)} cannot change a saved detector (they shape its "
-                "scores); fit a new one with `hlae fit-detector`."
-            )
-        detector = load_detector(args.model)
+        detector = _saved_detector(args, params)
         where = "from the detector's training scores"
-        if "contamination" in params:
-            detector.set_params(contamination=params["contamination"])
-            detector._check_params()
-            detector._set_threshold()
-        return detector, where
-    model = _load_model(args.model)
-    if args.reference:
-        reference, _ = read_sequences(
-            args.reference, args, stream=params.get("window") is not None
-        )
-        where = f"calibrated on {args.reference}"
+        stream = detector.window is not None
     else:
-        reference = seqs
-        where = "calibrated on DATA itself (no --reference given)"
-    detector = AnomalyDetector.from_autoencoder(model, reference, **params)
-    return detector, where
+        model = _load_model(args.model)
+        AnomalyDetector(**params)._check_params()  # refuse bad options before reading data
+        stream = params.get("window") is not None
+    seqs, labels = read_sequences(args.data, args, stream=stream)
+    if not is_detector_dir(args.model):
+        if args.reference:
+            reference, _ = read_sequences(args.reference, args, stream=stream)
+            where = f"calibrated on {args.reference}"
+        else:
+            reference = seqs
+            where = "calibrated on DATA itself (no --reference given)"
+        detector = AnomalyDetector.from_autoencoder(model, reference, **params)
 
-
-def cmd_score(args: argparse.Namespace) -> int:
-    stream_guess = args.window is not None
-    if is_detector_dir(args.model):
-        stream_guess = _saved_window(args.model) is not None
-    seqs, labels = read_sequences(args.data, args, stream=stream_guess)
-    detector, where = _load_detector(args, seqs)
-    stream = detector.window is not None
     id_col = seqs.frame_columns.get("id", "id") or "id"
     steps = detector.score_steps(seqs)
 
@@ -269,17 +268,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         path = _plot(args, detector, seqs, steps, labels)
         print(f"plot: {path}")
     return 0
-
-
-def _saved_window(path: str | Path) -> int | None:
-    """The window of a saved detector, read from its configuration alone."""
-    import json
-
-    try:
-        params = json.loads((Path(path) / "detector.json").read_text())["params"]
-    except (OSError, ValueError, KeyError):
-        return None  # load_detector will say what is wrong
-    return params.get("window")
 
 
 def _plot(args, detector: AnomalyDetector, seqs: Sequences, steps, labels) -> Path:
