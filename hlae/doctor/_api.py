@@ -53,20 +53,26 @@ Progress = Callable[[str, dict | None], None]
 
 @dataclass(frozen=True)
 class _Plan:
-    """How much probing a diagnosis does."""
+    """How much probing a diagnosis does.
+
+    The probes take a fixed number of steps; each also has a time cap (a share of the
+    mode's standard budget, not of ``time_budget``) that only slow machines reach. Training
+    gets what is left of ``budget``, and at least one epoch.
+    """
 
     budget: float  # seconds for the whole diagnosis
     range_steps: int
     gradient_steps: int
     overfit_steps: int
     reserve: float  # seconds kept for evaluation after training
+    probe_time: float  # the mode's standard budget, which the probes' time caps share
 
     @classmethod
     def make(cls, quick: bool, time_budget: float | None) -> _Plan:
         if quick:
-            plan = cls(16.0, 36, 16, 150, 1.5)
+            plan = cls(16.0, 36, 16, 150, 1.5, 16.0)
         else:
-            plan = cls(80.0, 80, 40, 300, 3.0)
+            plan = cls(80.0, 80, 40, 300, 3.0, 80.0)
         if time_budget is not None:
             if not (time_budget > 0 and math.isfinite(time_budget)):
                 raise ParameterError(f"time_budget must be positive, got {time_budget!r}.")
@@ -74,6 +80,18 @@ class _Plan:
                 plan, budget=float(time_budget), reserve=min(plan.reserve, 0.1 * time_budget)
             )
         return plan
+
+    @property
+    def range_cap(self) -> float:
+        return 0.3 * self.probe_time
+
+    @property
+    def gradient_cap(self) -> float:
+        return 0.1 * self.probe_time
+
+    @property
+    def overfit_cap(self) -> float:
+        return 0.2 * self.probe_time
 
 
 def _notify(progress: Progress | None, stage: str, record: dict | None = None) -> None:
@@ -155,7 +173,10 @@ def diagnose(
         Directory for the pictures (PNG): loss curve with the findings, range test,
         gradient norms per level.
     time_budget : float, optional
-        Seconds for the whole diagnosis (default 80, or 16 with ``quick``).
+        Seconds for the whole diagnosis (default 80, or 16 with ``quick``). The probes
+        take a fixed number of steps (fewer only on a very slow machine) and training gets
+        what is left, at least one epoch; a run cut short by the budget makes the outcome
+        findings inconclusive (severity ``info``).
     progress : callable, optional
         Called as ``progress(stage, record)``: ``record`` is None when a stage starts, and
         each epoch's record during training.
@@ -236,6 +257,7 @@ def diagnose(
         weight_decay=float(est.weight_decay),
         grad_clip=float(est.grad_clip),
         seed=seed,
+        time_cap=plan.range_cap,
     )
     suggested = report.range_test["suggested_lr"]
     lr = suggested if est.lr == "auto" else float(est.lr)
@@ -250,6 +272,7 @@ def diagnose(
         weight_decay=float(est.weight_decay),
         grad_clip=float(est.grad_clip),
         seed=seed,
+        time_cap=plan.gradient_cap,
     )
     if est.lr != "auto":
         findings += lr_findings(report.range_test, lr, report.gradient_probe)
@@ -264,7 +287,8 @@ def diagnose(
         n_steps=plan.overfit_steps,
         grad_clip=float(est.grad_clip),
         seed=seed,
-        target=0.2 * _batch_variance(small),
+        target=0.5 * _batch_variance(small),
+        time_cap=plan.overfit_cap,
     )
     findings += overfit_findings(report.overfit_probe, _batch_variance(small))
 
@@ -476,6 +500,7 @@ def diagnose_model(
             grad_clip=grad_clip,
             optimizer=optimizer,
             seed=seed,
+            time_cap=plan.range_cap,
         )
         suggested = report.range_test["suggested_lr"]
         m.update(configured_lr=lr, suggested_lr=suggested)
@@ -491,6 +516,7 @@ def diagnose_model(
             grad_clip=grad_clip,
             optimizer=optimizer,
             seed=seed,
+            time_cap=plan.gradient_cap,
         )
         findings += lr_findings(report.range_test, lr, report.gradient_probe)
         findings = distrust_lr(findings + gradient_findings(report.gradient_probe, lr))
@@ -506,7 +532,8 @@ def diagnose_model(
             grad_clip=grad_clip,
             optimizer=optimizer,
             seed=seed,
-            target=0.2 * _batch_variance(small),
+            target=0.5 * _batch_variance(small),
+            time_cap=plan.overfit_cap,
         )
         findings += overfit_findings(report.overfit_probe, _batch_variance(small))
 

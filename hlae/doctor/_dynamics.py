@@ -137,6 +137,18 @@ def overfit_findings(probe: dict[str, Any], batch_variance: float) -> list[Findi
     }
     if math.isfinite(final) and final <= 0.5 * reference:
         return []
+    if probe.get("cut"):
+        return [
+            Finding(
+                "cannot-overfit-batch",
+                "info",
+                f"Inconclusive: the time for this probe ran out after {probe['steps']} steps, "
+                f"with the error on one batch at {final:.3g} (from {initial:.3g}; predicting "
+                f"the batch mean: {reference:.3g}).",
+                evidence,
+                "Give the doctor more time (time_budget=) to finish this probe.",
+            )
+        ]
     severe = not math.isfinite(final) or final > 0.85 * reference
     return [
         Finding(

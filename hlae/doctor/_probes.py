@@ -267,6 +267,7 @@ def range_test_on(
     grad_clip: float | None = 1.0,
     optimizer: str | Callable = "adamw",
     seed: int = 0,
+    time_cap: float | None = None,
 ) -> dict[str, Any]:
     """Raise the learning rate exponentially, one step per batch, and watch the loss.
 
@@ -274,20 +275,28 @@ def range_test_on(
     curve: ``min_loss_lr`` (lowest smoothed loss), ``blowup_lr`` (first rate past the
     minimum where the smoothed loss climbs back above its starting value, or None) and
     ``suggested_lr`` (a tenth of ``min_loss_lr``, a rate that still descends steadily).
+    With ``time_cap`` (seconds), the sweep takes fewer, larger steps when steps are slow,
+    so that it still spans the whole range in time (never fewer than 16 steps).
     """
     torch.manual_seed(seed)
     model = _fresh(module)
     opt = _optimiser(
         [p for p in model.parameters() if p.requires_grad], start_lr, weight_decay, optimizer
     )
-    factor = (end_lr / start_lr) ** (1.0 / max(n_steps - 1, 1))
     lrs, losses, smoothed, norms = [], [], [], []
     avg, beta = 0.0, 0.8
-    for step in range(n_steps):
-        lr = start_lr * factor**step
+    started, lr, step = time.perf_counter(), start_lr, 0
+    while step < n_steps:
+        if step > 0:
+            # the rate grows so that it reaches end_lr at the last step planned
+            if time_cap is not None and step == 3:
+                per_step = (time.perf_counter() - started) / 3
+                n_steps = int(np.clip(time_cap / per_step, 16, n_steps))
+            lr = lr * (end_lr / lr) ** (1.0 / max(n_steps - step, 1))
+        step += 1
         for group in opt.param_groups:
             group["lr"] = lr
-        loss, norm, _ = _step(subject, model, opt, batches[step % len(batches)], grad_clip)
+        loss, norm, _ = _step(subject, model, opt, batches[(step - 1) % len(batches)], grad_clip)
         lrs.append(lr)
         losses.append(loss)
         norms.append(norm)
@@ -295,7 +304,7 @@ def range_test_on(
             smoothed.append(math.inf)
             break
         avg = beta * avg + (1 - beta) * loss
-        smoothed.append(avg / (1 - beta ** (step + 1)))
+        smoothed.append(avg / (1 - beta**step))
         if step > 5 and smoothed[-1] > 4 * min(smoothed) and smoothed[-1] > smoothed[0]:
             break
     return _read_range_test(lrs, losses, smoothed, norms)
@@ -418,11 +427,14 @@ def overfit_batch(
     optimizer: str | Callable = "adam",
     seed: int = 0,
     target: float = 0.0,
+    time_cap: float | None = None,
 ) -> dict[str, Any]:
     """Train a copy on one small batch only (dropout off); a sound model memorises it.
 
-    Stops early once the observed-value error falls to ``target`` (checked every 10 steps).
+    Stops early once the observed-value error falls to ``target`` (checked every 10 steps),
+    or when ``time_cap`` seconds have passed (then ``cut`` is True).
     """
+    started = time.perf_counter()
     torch.manual_seed(seed)
     model = _fresh(module, dropout=False)
     opt = _optimiser([p for p in model.parameters() if p.requires_grad], lr, 0.0, optimizer)
@@ -436,7 +448,7 @@ def overfit_batch(
         return value
 
     first = last = error()
-    losses = []
+    losses, cut = [], False
     for step in range(n_steps):
         loss, _, _ = _step(subject, model, opt, batch, grad_clip)
         losses.append(loss)
@@ -446,6 +458,9 @@ def overfit_batch(
             last = error()
             if last <= target:
                 break
+            if time_cap is not None and time.perf_counter() - started > time_cap:
+                cut = True
+                break
     last = error()
     return {
         "lr": lr,
@@ -454,6 +469,7 @@ def overfit_batch(
         "initial_error": first,
         "final_error": last,
         "batch_shape": list(x.shape),
+        "cut": cut and last > target,
     }
 
 
@@ -469,8 +485,11 @@ def gradient_probe(
     grad_clip: float | None = 1.0,
     optimizer: str | Callable = "adamw",
     seed: int = 0,
+    time_cap: float | None = None,
 ) -> dict[str, Any]:
-    """Train a copy at the configured rate for a few steps, recording gradient norms."""
+    """Train a copy at the configured rate for a few steps, recording gradient norms
+    (at least 8 steps, fewer than ``n_steps`` when ``time_cap`` seconds run out)."""
+    started = time.perf_counter()
     torch.manual_seed(seed)
     model = _fresh(module)
     groups = subject.levels(model)
@@ -490,6 +509,8 @@ def gradient_probe(
         for name, value in per_level.items():
             levels[name].append(value)
         if not math.isfinite(norm):
+            break
+        if time_cap is not None and step >= 7 and time.perf_counter() - started > time_cap:
             break
     sizes = {name: int(sum(p.numel() for p in params)) for name, params in groups.items()}
     return {"lr": lr, "loss": losses, "total": total, "levels": levels, "level_sizes": sizes}
