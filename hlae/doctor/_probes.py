@@ -46,6 +46,8 @@ class ModuleFailure(RuntimeError):
 
 def _n_positional(fn: Callable) -> int:
     """How many positional arguments ``fn`` takes (a large number for ``*args``)."""
+    if isinstance(fn, nn.Module):
+        fn = fn.forward  # an nn.MSELoss() instance: its __call__ takes *args
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -91,7 +93,7 @@ class Subject:
 
         self.is_hlae = isinstance(module, HierarchicalLSTMAutoencoder)
         self.kind, self.loss_fn, self.pad_value = loss, loss_fn, float(pad_value)
-        self.takes_lengths = self.is_hlae or _n_positional(module.forward) >= 2
+        self.takes_lengths = self.is_hlae or _n_positional(module) >= 2
         self.loss_takes_lengths = loss_fn is not None and _n_positional(loss_fn) >= 3
 
     # -- running the module -----------------------------------------------------------
