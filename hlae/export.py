@@ -16,6 +16,7 @@ Missing values (NaN) are not supported by the exported encoder.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from pathlib import Path
@@ -110,7 +111,7 @@ class FixedLengthEncoder(nn.Module):
         return top.to_latent(_last_states(hn)) + top.linear_path(pooled.flatten(1))
 
 
-def export_encoder(model: Any, path: str | Path, length: int) -> Path:
+def export_encoder(model: Any, path: str | Path, length: int, *, device: str = "cpu") -> Path:
     """Export a fitted model's encoder for ``length``-step input to a ``.pt2`` file.
 
     Parameters
@@ -121,6 +122,9 @@ def export_encoder(model: Any, path: str | Path, length: int) -> Path:
         Output file (``.pt2`` by convention).
     length : int
         Steps per sequence of the exported encoder's input.
+    device : str, default="cpu"
+        Device the exported program runs on; a model trained on a GPU is copied there
+        (the fitted model itself is left where it is).
 
     Returns
     -------
@@ -133,8 +137,8 @@ def export_encoder(model: Any, path: str | Path, length: int) -> Path:
     ParameterError
         When ``length`` is not an integer of at least 2.
     """
-    encoder = FixedLengthEncoder(model, length)
-    example = torch.zeros(2, encoder.length, encoder.n_features)
+    encoder = copy.deepcopy(FixedLengthEncoder(model, length)).to(device)
+    example = torch.zeros(2, encoder.length, encoder.n_features, device=device)
     batch = torch.export.Dim("batch", min=1)
     with torch.no_grad(), warnings.catch_warnings():
         # nn.LSTM re-assigns its flat weight list while traced; the program is unaffected
@@ -164,6 +168,7 @@ def max_difference(model: Any, encoder: Any, X: np.ndarray) -> float:
         Sequences of the encoder's length, in input units.
     """
     X = np.asarray(X, dtype=np.float32)
+    device = next((b.device for b in encoder.buffers()), torch.device("cpu"))
     with torch.no_grad():
-        exported = encoder(torch.from_numpy(X)).numpy()
+        exported = encoder(torch.from_numpy(X).to(device)).cpu().numpy()
     return float(np.abs(exported - model.transform(X, layout="ntf")).max())
