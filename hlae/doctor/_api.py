@@ -592,7 +592,7 @@ def diagnose_model(
             cut_test = {**cut, "runs": padding["runs"][test_idx]}
             judge_test = strip_padding(test, cut_test)
             recon_test = strip_padding(recon_test, cut_test)
-    m["loss_units_standardised"] = False
+    m.update(loss_units_standardised=False, user_module=True)
     with _quiet_numerics():
         findings += _user_outcome(
             judge_train, judge_test, recon_train, recon_test, latent_dim, history, stop_reason, m

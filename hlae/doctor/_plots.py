@@ -44,10 +44,13 @@ def plot_loss_curve(report: Report, path: Path) -> str | None:
     plt = _pyplot()
     fig, (ax, side) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     epochs = [r["epoch"] for r in history]
-    ax.plot(epochs, _finite([r["train_loss"] for r in history]), label="train")
+    user = report.measurements.get("user_module", False)
+    train_label = "train (your loss)" if user else "train"
+    val_label = "validation (MSE over observed values)" if user else "validation"
+    ax.plot(epochs, _finite([r["train_loss"] for r in history]), label=train_label)
     val = _finite([r.get("val_loss") for r in history])
     if np.isfinite(val).any():
-        ax.plot(epochs, val, label="validation")
+        ax.plot(epochs, val, label=val_label)
     m = report.measurements
     if m.get("loss_units_standardised"):
         for name, key, style in (("PCA", "pca_error", ":"), ("mean", "mean_error", "--")):
