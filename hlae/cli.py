@@ -102,6 +102,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def model_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Estimator parameters given on the command line (those left out keep defaults)."""
     params = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k, None) is not None}
     if getattr(args, "chunk_length", None):
         cl = args.chunk_length
@@ -131,6 +132,7 @@ class EpochBar:
         self.bar.update(1)
 
     def close(self) -> None:
+        """Close the bar."""
         self.bar.close()
 
 
@@ -156,6 +158,7 @@ def _parquet_dataset(args: argparse.Namespace):
 
 # -- commands -----------------------------------------------------------------------------
 def cmd_fit(args: argparse.Namespace) -> int:
+    """``hlae fit``: train, then write the model, history.csv and loss_curve.png."""
     from hlae import distributed
     from hlae.config import apply_config, data_options, resolved_config, write_config
     from hlae.data import as_sequences
@@ -281,6 +284,7 @@ def _load_model(path: str):
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    """``hlae encode``: one embedding per sequence, keyed by the sequence ids."""
     from hlae.data import write_table
 
     model = _load_model(args.model)
@@ -294,6 +298,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    """``hlae reconstruct``: reconstructions as a long table in the input's units."""
     from hlae.data import write_table
 
     model = _load_model(args.model)
@@ -313,6 +318,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``hlae demo``: JapaneseVowels train -> test beside PCA and the mean, with pictures."""
     from hlae.datasets import load_japanese_vowels
     from hlae.estimator import HierarchicalAutoencoder
     from hlae.evaluation import mean_baseline, pca_baseline, standardised_mse
@@ -370,6 +376,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- entry point --------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command, the registered extra commands included."""
     parser = argparse.ArgumentParser(
         prog="hlae", description="Hierarchical LSTM autoencoders for multivariate sequences."
     )
@@ -430,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (2 for bad input or parameters)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else (logging.INFO if args.verbose else logging.WARNING)
