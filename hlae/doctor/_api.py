@@ -34,6 +34,7 @@ from hlae.doctor._plots import write_pictures
 from hlae.doctor._probes import (
     ModuleFailure,
     Subject,
+    device_of,
     gradient_probe,
     make_batches,
     overfit_batch,
@@ -222,7 +223,7 @@ def diagnose(
     if data.values:
         shaper.n_features_in_ = data.values[0].shape[1]
         shaper.chunk_lengths_ = shaper._resolve_chunks(data.lengths)
-        module = shaper._build_module()
+        module = shaper._build_module().to(est._device())
     n_params = sum(p.numel() for p in module.parameters()) if module is not None else None
     findings = data_checks(
         data,
@@ -243,7 +244,8 @@ def diagnose(
     train_idx, test_idx = _split(len(scaled), seed)
     train_scaled = [scaled[i] for i in train_idx]
     subject = Subject(module, loss=est.loss)
-    batches = make_batches(train_scaled, est.batch_size, seed=seed, limit=8)
+    device = device_of(module)
+    batches = make_batches(train_scaled, est.batch_size, seed=seed, limit=8, device=device)
 
     # dynamics: padding, learning rate, gradients, one batch
     _notify(progress, "padding checks")
@@ -278,7 +280,7 @@ def diagnose(
         findings += lr_findings(report.range_test, lr, report.gradient_probe)
     findings = distrust_lr(findings + gradient_findings(report.gradient_probe, lr))
     _notify(progress, "overfitting one batch")
-    small = make_batches(train_scaled, 4, by_length=False, seed=seed, limit=1)[0]
+    small = make_batches(train_scaled, 4, by_length=False, seed=seed, limit=1, device=device)[0]
     report.overfit_probe = overfit_batch(
         subject,
         module,
@@ -477,7 +479,8 @@ def diagnose_model(
     train = [values[i] for i in train_idx]
     test = [values[i] for i in test_idx] or None
     subject = Subject(module, loss_fn=loss_fn, pad_value=pad_value)
-    batches = make_batches(train, batch_size, by_length=False, seed=seed, limit=8)
+    device = device_of(module)
+    batches = make_batches(train, batch_size, by_length=False, seed=seed, limit=8, device=device)
 
     try:
         # does the output depend on the input at all? does padding leak in?
@@ -522,7 +525,7 @@ def diagnose_model(
         findings = distrust_lr(findings + gradient_findings(report.gradient_probe, lr))
         stage = "overfitting one batch"
         _notify(progress, stage)
-        small = make_batches(train, 4, by_length=False, seed=seed, limit=1)[0]
+        small = make_batches(train, 4, by_length=False, seed=seed, limit=1, device=device)[0]
         report.overfit_probe = overfit_batch(
             subject,
             module,

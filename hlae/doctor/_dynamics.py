@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hlae.doctor._probes import Batch, ModuleFailure, Subject, _fresh
+from hlae.doctor._probes import Batch, ModuleFailure, Subject, _fresh, device_of
 from hlae.doctor._report import Finding
 
 __all__ = [
@@ -287,6 +287,8 @@ def padding_findings(
         measurements["padding_check"] = "not run: every sequence has the same length"
         return []
     (x, mask, lens), padded = made
+    device = device_of(module)
+    x, mask, lens, padded = x.to(device), mask.to(device), lens.to(device), padded.to(device)
     model = _fresh(module).eval()
     noise = torch.randn_like(x) * 3.0
     x_noisy = torch.where(padded, noise, x)

@@ -289,7 +289,7 @@ def dead_latent_findings(
     module.eval()
     index = np.argsort([len(v) for v in values])[:256]
     with torch.no_grad():
-        x, mask, lengths = pad_batch(values, index)
+        x, mask, lengths = pad_batch(values, index, next(module.parameters()).device)
         z = module.encode(x, mask, lengths)
         base = module.decode(z, lengths)
         error = float(((base - x) ** 2 * mask).sum() / mask.sum())

@@ -30,6 +30,7 @@ __all__ = [
     "make_batches",
     "train_module",
     "reconstruct_values",
+    "device_of",
 ]
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x, mask, lengths
@@ -247,6 +248,12 @@ def _step(
     return float(loss.detach()), norm, levels
 
 
+def device_of(module: nn.Module) -> torch.device:
+    """Where the module's parameters live (CPU for a module without parameters)."""
+    first = next(module.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 def _fresh(module: nn.Module, dropout: bool = True) -> nn.Module:
     copy_ = copy.deepcopy(module)
     if not dropout:
@@ -400,7 +407,7 @@ def lr_range_test(
         from the curve: ``suggested_lr``, ``min_loss_lr``, ``steepest_lr``, ``blowup_lr``.
     """
     subject = Subject(module, loss=loss, loss_fn=loss_fn)
-    device = next(module.parameters()).device
+    device = device_of(module)
     batches = make_batches(
         sequences, batch_size, seed=random_state, limit=max_batches, device=device
     )
@@ -550,7 +557,10 @@ def train_module(
         tick = time.perf_counter()
         model.train()
         total, count, norms = 0.0, 0, []
-        for batch in make_batches(train, batch_size, by_length=False, seed=seed + epoch):
+        batches = make_batches(
+            train, batch_size, by_length=False, seed=seed + epoch, device=device_of(model)
+        )
+        for batch in batches:
             loss, norm, _ = _step(subject, model, opt, batch, grad_clip)
             if not math.isfinite(loss):
                 total = math.nan
@@ -587,7 +597,7 @@ def train_module(
 def _observed_error(subject: Subject, module: nn.Module, values: list[np.ndarray]) -> float:
     module.eval()
     total, weight = 0.0, 0.0
-    for x, mask, lengths in make_batches(values, 128, by_length=True):
+    for x, mask, lengths in make_batches(values, 128, device=device_of(module)):
         recon = subject.forward(module, x, mask, lengths)
         n = float(mask.sum())
         total += subject.observed_error(recon, x, mask) * n
@@ -605,7 +615,7 @@ def reconstruct_values(
     out: list[np.ndarray | None] = [None] * len(values)
     lengths = np.array([len(v) for v in values])
     for index in length_batches(lengths, batch_size):
-        x, mask, lens = pad_batch(values, index)
+        x, mask, lens = pad_batch(values, index, device_of(module))
         recon = subject.forward(module, x, mask, lens).cpu().numpy()
         for row, i in enumerate(index):
             out[i] = recon[row, : lengths[i]]
