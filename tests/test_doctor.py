@@ -422,4 +422,4 @@ def test_default_setup_on_japanese_vowels_has_no_warning():
     report = hlae.diagnose(X, quick=True, random_state=0)
     assert above_info(report) == [], report.summary()
     assert report.range_test["improved"]
-    assert report.overfit_probe["final_error"] < 0.5 * report.overfit_probe["initial_error"]
+    assert report.measurements["suggested_lr"] < report.range_test["min_loss_lr"]
