@@ -43,7 +43,7 @@ from hlae.doctor._probes import (
     train_module,
 )
 from hlae.doctor._report import Finding, Report
-from hlae.exceptions import DivergenceError, ParameterError
+from hlae.exceptions import DivergenceError, HlaeWarning, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +307,10 @@ def diagnose(
     train_values = [data.values[i] for i in train_idx]
     test_values = [data.values[i] for i in test_idx] or None
     try:
-        fitted.fit(train_values, callback=lambda r: _notify(progress, "training", r))
+        with warnings.catch_warnings():
+            # the doctor reports what these warnings say, as findings
+            warnings.simplefilter("ignore", HlaeWarning)
+            fitted.fit(train_values, callback=lambda r: _notify(progress, "training", r))
     except DivergenceError as exc:
         findings.append(
             Finding(

@@ -154,6 +154,8 @@ class Report:
         The learning-rate range test: ``lr``, ``loss``, ``smoothed`` and the chosen rates.
     gradient_probe : dict or None
         Gradient norm per level at every step of the short probe run.
+    overfit_probe : dict or None
+        The one-batch overfitting probe: errors before and after, steps, rate.
     model : object
         The model trained for the outcome checks (a fitted
         :class:`~hlae.HierarchicalAutoencoder`, or a trained copy of the user's module).
