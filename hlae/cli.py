@@ -79,7 +79,7 @@ MODEL_OPTIONS = {
     "hidden_size": int,
     "dropout": float,
     "loss": str,
-    "lr": float,
+    "lr": lambda v: v if v == "auto" else float(v),
     "weight_decay": float,
     "batch_size": int,
     "max_epochs": lambda v: v if v == "auto" else int(v),
