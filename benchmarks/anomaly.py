@@ -252,6 +252,15 @@ def verdict(results: dict, default_score: str) -> list[str]:
                 f"{task} {metric}: hlae default {values[ours]:.3f}, {word} the best baseline "
                 f"({best} {baselines[best]:.3f}, difference {diff:+.3f})"
             )
+        if "per_class" in res and ours in res["per_class"]:
+            per_class = ", ".join(
+                f"{c} {a:.2f}" for c, a in zip(res["classes"], res["per_class"][ours])
+            )
+            out.append(f"{task}, hlae default per class: {per_class}")
+            per_class = ", ".join(
+                f"{c} {a:.2f}" for c, a in zip(res["classes"], res["per_class"][best])
+            )
+            out.append(f"{task}, {best} per class: {per_class}")
         if "hlae default" in res.get("flagged", {}):
             out.append(
                 f"{task}: hlae default labels {res['flagged']['hlae default']:.0%} of the test "
@@ -302,9 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         results[task] = run_stream(args) if task == "ECG stream" else run_collection(task, args)
     minutes = (time.perf_counter() - started) / 60
 
-    command = "OMP_NUM_THREADS=1 python -m benchmarks.anomaly" + " ".join(
-        [""] + [a for a in (argv if argv is not None else sys.argv[1:])]
-    )
+    given = list(argv if argv is not None else sys.argv[1:])
+    for flag in ("--json", "--no-docs"):  # they change where results go, not the results
+        if flag in given:
+            i = given.index(flag)
+            del given[i : i + (2 if flag == "--json" else 1)]
+    command = " ".join(["OMP_NUM_THREADS=1 python -m benchmarks.anomaly", *given])
     text = "\n".join(
         [
             f"Measured with `{command}` (hlae {hlae.__version__}, torch {torch.__version__}, "

@@ -222,6 +222,11 @@ def test_bad_parameters_are_refused_before_training(no_training, params, match):
         AnomalyDetector(**params).fit(stream(100, 0)[None].repeat(12, 0))
 
 
+def test_one_array_in_collection_mode_points_to_stream_mode(no_training):
+    with pytest.raises(InputError, match="set window"):
+        AnomalyDetector().fit(stream(500, seed=0))
+
+
 def test_scoring_a_short_stream_is_refused(stream_detector):
     with pytest.raises(InputError, match=f"window={WINDOW}"):
         stream_detector.decision_function(stream(WINDOW - 1, seed=0))
