@@ -18,7 +18,7 @@ Methods, all in the same run and on the same data:
   with the default hierarchy, each with the detector's default score and, from the same
   trained model, the other scores.
 
-Run from the repository root (two cores, about 20 minutes; ``--quick`` about 6)::
+Run from the repository root (two cores, 10 to 15 minutes; ``--quick`` about 6)::
 
     OMP_NUM_THREADS=1 python -m benchmarks.anomaly
     OMP_NUM_THREADS=1 python -m benchmarks.anomaly --quick

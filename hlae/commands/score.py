@@ -123,9 +123,9 @@ def read_sequences(
 
     path = Path(path)
     label = getattr(args, "label_column", None)
-    if path.suffix.lower() == ".ts":
+    if path.suffix.lower() in (".ts", ".npz"):
         if label:
-            raise ParameterError("--label-column applies to tables, not to .ts files.")
+            raise ParameterError("--label-column applies to CSV and Parquet tables only.")
         return load_data(path, args), None
     frame = read_table(path)
     columns = [str(c) for c in frame.columns]
