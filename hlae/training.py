@@ -504,8 +504,10 @@ class Trainer:
                     self._interrupted(stop.received or OTHER_RANK_STOP, epoch)
                     break
 
-                # a non-finite loss or gradient rolls the epoch back at a lower rate
-                if not (math.isfinite(train_loss) and math.isfinite(grad_norm)):
+                # a non-finite loss or gradient rolls the epoch back at a lower rate (with
+                # float16's gradient scaler, overflowing steps are skipped, not divergence)
+                bad_norm = not math.isfinite(grad_norm) and self.grad_scaler is None
+                if not math.isfinite(train_loss) or bad_norm:
                     self._load_state(good_state)
                     retries += 1
                     if retries > self.max_retries:
