@@ -33,7 +33,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.utils.validation import check_is_fitted
 
 from hlae.data import Sequences, as_sequences
-from hlae.estimator import SMALL_DATA, HierarchicalAutoencoder
+from hlae.estimator import SMALL_DATA, HierarchicalAutoencoder, _jsonable
 from hlae.estimator import load as load_autoencoder
 from hlae.exceptions import InputError, ModelFileError, ParameterError
 
@@ -769,16 +769,3 @@ def _subsample(rows: np.ndarray) -> np.ndarray:
         return rows
     pick = np.random.default_rng(0).choice(len(rows), MAX_COVARIANCE_ROWS, replace=False)
     return rows[pick]
-
-
-def _jsonable(params: dict) -> dict:
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, tuple):
-            v = list(v)
-        elif isinstance(v, np.integer):
-            v = int(v)
-        elif isinstance(v, np.floating):
-            v = float(v)
-        out[k] = v
-    return out
