@@ -66,8 +66,11 @@ class _OutOfTime(Exception):
 
 
 def time_to_quality(train, test, targets: dict[str, float], budget: float, every: float,
-                    seed: int = 0, **params) -> dict:  # fmt: skip
-    """Train once; record held-out MSE against training seconds; first time under targets."""
+                    seed: int = 0, epochs: int | None = None, **params) -> dict:  # fmt: skip
+    """Train once; record held-out MSE against training seconds; first time under targets.
+
+    ``epochs`` stops after that many epochs instead (with ``every=0``, one point per epoch).
+    """
     trainers: list[Trainer] = []
     original = Trainer.evaluate
 
@@ -95,7 +98,7 @@ def time_to_quality(train, test, targets: dict[str, float], budget: float, every
             curve.append((seconds, held_out()))
             clock["last"] = seconds
         clock["excluded"] += time.perf_counter() - tick
-        if seconds >= budget:
+        if seconds >= budget or (epochs is not None and record["epoch"] + 1 >= epochs):
             raise _OutOfTime
 
     Trainer.evaluate = evaluate
@@ -171,6 +174,47 @@ def part_quality(args, lines: list[str]) -> None:
             )
             curve = ", ".join(f"{t:.0f}s:{m:.3f}" for t, m in r["curve"])
             print(f"    {lines[-1]}\n    curve: {curve}", flush=True)
+    lines.append("")
+
+
+def part_settings(args, lines: list[str]) -> None:
+    """OSULeaf held-out MSE per epoch for a few settings (asked for by name only)."""
+    train, _ = load_osuleaf("train")
+    test, _ = load_osuleaf("test")
+    pca = standardised_mse(pca_baseline(train, test, LATENT), test, train)
+    n = 25 if args.quick else 80
+    settings = [
+        {},
+        {"batch_size": 8},
+        {"batch_size": 4},
+        {"lr": 0.01},
+        {"batch_size": 8, "lr": 0.01},
+        {"augmentation": None},
+        {"chunk_length": 8},
+    ]
+    lines += [
+        "## OSULeaf: settings against epochs",
+        "",
+        f"Held-out MSE of the kept (averaged) weights after each epoch, {n} epochs at most, "
+        f"PCA(10) = {pca:.3f}; seconds are training seconds on this machine"
+        + (", hlae's LSTMs through the proposed path" if args.proposed_lstm else "")
+        + ". Everything else default.",
+        "",
+        "| setting | epochs to <= 2 x PCA | MSE after 25 epochs | MSE after the last epoch "
+        "| best | seconds per epoch |",
+        "|---|---|---|---|---|---|",
+    ]
+    for params in settings:
+        print(f"  settings: {params} ...", flush=True)
+        r = time_to_quality(train, test, {}, math.inf, 0.0, epochs=n, **params)
+        mses = [m for _, m in r["curve"]]
+        first = next((i + 1 for i, m in enumerate(mses) if m <= 2 * pca), None)
+        at25 = mses[min(24, len(mses) - 1)]
+        lines.append(
+            f"| {params or 'default'} | {first or 'no'} | {at25:.3f} | {mses[-1]:.3f} "
+            f"({len(mses)}) | {min(mses):.3f} | {r['curve'][-1][0] / len(mses):.1f} |"
+        )
+        print(f"    {lines[-1]}", flush=True)
     lines.append("")
 
 
@@ -535,7 +579,13 @@ def part_memory(args, lines: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=(*PARTS, "settings"),
+        default=list(PARTS),
+        help="'settings' (OSULeaf per epoch under a few settings) runs only when named",
+    )
     parser.add_argument("--quick", action="store_true", help="short budgets, small sets")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=None, help="seconds, OSULeaf runs")
@@ -575,7 +625,7 @@ def main() -> None:
         "ratios compare runs made minutes apart under the same conditions.",
         "",
     ]
-    for part in PARTS:
+    for part in (*PARTS, "settings"):
         if part in args.parts:
             print(f"{part}:", flush=True)
             globals()[f"part_{part}"](args, lines)
