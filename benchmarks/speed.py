@@ -182,7 +182,7 @@ def part_settings(args, lines: list[str]) -> None:
     train, _ = load_osuleaf("train")
     test, _ = load_osuleaf("test")
     pca = standardised_mse(pca_baseline(train, test, LATENT), test, train)
-    n = 25 if args.quick else 80
+    n = args.settings_epochs or (25 if args.quick else 80)
     settings = [
         {},
         {"batch_size": 8},
@@ -592,6 +592,7 @@ def main() -> None:
     parser.add_argument("--budget-long", type=float, default=None, help="seconds, long runs")
     parser.add_argument("--every", type=float, default=None, help="seconds between checks")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--settings-epochs", type=int, default=None, help="epochs per setting")
     parser.add_argument(
         "--flat-spread-max", type=int, default=None, help="longest flat run on spread lengths"
     )
@@ -617,8 +618,7 @@ def main() -> None:
         "# Speed and scale",
         "",
         "Written by `python -m benchmarks.speed"
-        + (" --quick" if args.quick else "")
-        + (f" --parts {' '.join(args.parts)}" if args.parts != list(PARTS) else "")
+        + "".join(f" {a}" for a in sys.argv[1:] if not a.startswith("--out"))
         + f"` on {platform.machine()} with {os.cpu_count()} CPU core(s), "
         f"{args.threads} torch thread(s), torch {torch.__version__}. Load average at the "
         f"start: {load_before[0]:.1f} (1 min). Timings on a shared machine are noisy; the "
