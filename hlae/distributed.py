@@ -16,6 +16,7 @@ Only rank 0 writes files (checkpoints, models, logs, plots); see :func:`is_main`
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "setup",
+    "teardown",
     "is_distributed",
     "is_main",
     "rank",
@@ -73,10 +75,26 @@ def setup(device: torch.device | str | None = None) -> int:
     if cuda:
         torch.cuda.set_device(local_rank())
     dist.init_process_group("nccl" if cuda else "gloo")
+    # a process group left to the interpreter's teardown can abort the process (gloo's
+    # threads are destroyed while still joinable), so leave it explicitly at exit
+    atexit.register(teardown)
     logger.info(
         "Joined a process group: rank %d of %d (%s)", rank(), world_size(), dist.get_backend()
     )
     return dist.get_world_size()
+
+
+def teardown() -> None:
+    """Leave the process group, if one is set up; safe to call more than once.
+
+    Called at interpreter exit by :func:`setup`; call it earlier to free the group.
+    """
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        except Exception:  # noqa: BLE001 - a rank already gone must not block the exit
+            logger.debug("barrier before leaving the process group failed", exc_info=True)
+        dist.destroy_process_group()
 
 
 def is_distributed() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -184,14 +185,17 @@ def test_two_processes_stream_unequal_shares_and_agree(tmp_path: Path) -> None:
     directory = _write_parts(_table(n=40), tmp_path / "d")
     script = tmp_path / "fit.py"
     script.write_text(
-        "import sys, hlae\n"
+        "import json, sys, hlae\n"
+        "from pathlib import Path\n"
         "from hlae import distributed\n"
         "from hlae.streaming import ParquetDataset\n"
         f"data = ParquetDataset({str(directory)!r}, buffer_size=5)\n"
         "model = hlae.HierarchicalAutoencoder(hidden_size=8, latent_dim=3, max_epochs=2,\n"
         "                                     batch_size=3, random_state=1).fit(data)\n"
-        "print(distributed.rank(), [r['train_loss'] for r in model.history_],\n"
-        "      [r['val_loss'] for r in model.history_], flush=True)\n"
+        "history = [(r['train_loss'], r['val_loss']) for r in model.history_]\n"
+        # one file per rank: the ranks share stdout, where their lines can interleave
+        f"out = Path({str(tmp_path)!r}, f'rank{{distributed.rank()}}.json')\n"
+        "out.write_text(json.dumps(history))\n"
     )
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
@@ -204,5 +208,5 @@ def test_two_processes_stream_unequal_shares_and_agree(tmp_path: Path) -> None:
         timeout=240,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    lines = sorted(line for line in run.stdout.splitlines() if line[:2] in ("0 ", "1 "))
-    assert len(lines) == 2 and lines[0][2:] == lines[1][2:]  # same history on both ranks
+    histories = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(histories[0]) == 2 and histories[0] == histories[1]  # same history on both ranks
