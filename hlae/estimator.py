@@ -28,7 +28,7 @@ from hlae.training import AUGMENTATIONS, LOSSES, Trainer, autocast_dtype, load_c
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HierarchicalAutoencoder", "load", "default_chunk_lengths"]
+__all__ = ["HierarchicalAutoencoder", "load", "default_chunk_lengths", "default_n_basis"]
 
 HIERARCHIES = ("time", "variables", "time+variables", "flat")
 FORMAT_VERSION = 1
@@ -48,6 +48,19 @@ def default_chunk_lengths(lengths: np.ndarray) -> tuple[int, ...]:
     while T / math.prod(levels) > 64:
         levels.append(int(np.clip(round(math.sqrt(T / math.prod(levels))), 2, 64)))
     return tuple(levels)
+
+
+def default_n_basis(lengths: np.ndarray, chunk_lengths: tuple[int, ...]) -> int:
+    """Relative-time points of the top level's linear paths, from the lengths in the data.
+
+    One point per top-level unit of a long sequence (the 90th percentile of the lengths),
+    between 8 and 64: with fewer points than units the linear paths smooth the sequence
+    over time and the model cannot even match PCA on long sequences; with more they add
+    parameters that carry nothing.
+    """
+    T = float(np.percentile(lengths, 90))
+    units = math.ceil(T / math.prod(chunk_lengths)) if chunk_lengths else math.ceil(T)
+    return int(np.clip(units, 8, 64))
 
 
 class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
@@ -124,6 +137,9 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         ``lr``, ``seconds``.
     chunk_lengths_ : tuple of int
         Chunk lengths used (empty for ``"flat"``).
+    n_basis_ : int
+        Points of relative time in the top level's linear paths (see
+        :func:`default_n_basis`).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
     n_missing_ : int
@@ -296,6 +312,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             variables=self.hierarchy in ("variables", "time+variables"),
             variable_size=self.variable_size,
             dropout=self.dropout,
+            n_basis=self.n_basis_,
         )
 
     def _sequences(self, X: Any, lengths: Any = None, **table: Any) -> Sequences:
@@ -376,6 +393,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
 
         # build the model
         self.chunk_lengths_ = self._resolve_chunks(seq_lengths)
+        self.n_basis_ = default_n_basis(seq_lengths, self.chunk_lengths_)
         self.module_ = self._build_module().to(device)
         self.train_lengths_ = (int(seq_lengths.min()), int(seq_lengths.max()))
         n_params = sum(p.numel() for p in self.module_.parameters())
@@ -561,6 +579,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             "n_features_in": int(self.n_features_in_),
             "feature_names_in": [str(f) for f in self.feature_names_in_],
             "chunk_lengths": list(self.chunk_lengths_),
+            "n_basis": int(self.n_basis_),
             "scaler": self.scaler_.to_dict(),
             "history": self.history_,
             "best_epoch": int(self.best_epoch_),
@@ -628,6 +647,7 @@ def load(path: str | Path) -> HierarchicalAutoencoder:
         model.n_features_in_ = config["n_features_in"]
         model.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
         model.chunk_lengths_ = tuple(config["chunk_lengths"])
+        model.n_basis_ = int(config.get("n_basis", 8))  # 8 before it was chosen from the data
         model.scaler_ = FeatureScaler.from_dict(config["scaler"])
         model.history_ = config["history"]
         model.best_epoch_ = config["best_epoch"]

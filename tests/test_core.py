@@ -213,6 +213,23 @@ def test_more_than_two_levels():
     assert [r.shape for r in model.reconstruct(X)] == [x.shape for x in X]
 
 
+def test_top_linear_paths_resolve_every_unit_of_long_sequences(tmp_path):
+    # 90th percentile of the lengths is 100: 20 chunks of 5 steps (flat: 100 steps, capped)
+    X = sines(10, lo=90, hi=101)
+    T90 = np.percentile([len(x) for x in X], 90)
+    model = hlae.HierarchicalAutoencoder(latent_dim=3, chunk_length=5, **FAST).fit(X)
+    assert model.n_basis_ == int(np.ceil(T90 / 5)) > 8
+    assert model.module_.top_encoder.n_basis == model.module_.top_decoder.n_basis
+    assert model.module_.top_decoder.n_basis == model.n_basis_
+    flat = hlae.HierarchicalAutoencoder(latent_dim=3, hierarchy="flat", **FAST).fit(X)
+    assert flat.n_basis_ == 64
+    assert hlae.HierarchicalAutoencoder(latent_dim=3, **FAST).fit(sines(8)).n_basis_ == 8
+
+    # the choice is saved with the model: the weights only fit a module of the same shape
+    model.save(tmp_path / "m")
+    np.testing.assert_array_equal(hlae.load(tmp_path / "m").transform(X), model.transform(X))
+
+
 def test_sklearn_conventions():
     model = hlae.HierarchicalAutoencoder(latent_dim=3, hierarchy="flat", **FAST)
     cloned = clone(model)
