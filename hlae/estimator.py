@@ -580,6 +580,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             "feature_names_in": [str(f) for f in self.feature_names_in_],
             "chunk_lengths": list(self.chunk_lengths_),
             "n_basis": int(self.n_basis_),
+            "n_missing": int(getattr(self, "n_missing_", 0)),
             "scaler": self.scaler_.to_dict(),
             "history": self.history_,
             "best_epoch": int(self.best_epoch_),
@@ -648,6 +649,7 @@ def load(path: str | Path) -> HierarchicalAutoencoder:
         model.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
         model.chunk_lengths_ = tuple(config["chunk_lengths"])
         model.n_basis_ = int(config.get("n_basis", 8))  # 8 before it was chosen from the data
+        model.n_missing_ = int(config.get("n_missing", 0))
         model.scaler_ = FeatureScaler.from_dict(config["scaler"])
         model.history_ = config["history"]
         model.best_epoch_ = config["best_epoch"]

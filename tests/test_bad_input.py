@@ -131,13 +131,15 @@ def test_non_finite_values_are_named(X, missing, message, no_training):
 
 
 @covers("B02")
-def test_missing_values_are_masked_counted_and_filled_with_the_mean():
+def test_missing_values_are_masked_counted_and_filled_with_the_mean(tmp_path):
     X = walks(12)
     for i, (step, feature) in enumerate([(1, 0), (4, 1), (7, 0)]):
         X[i] = X[i].copy()
         X[i][step, feature] = np.nan
     model = hlae.HierarchicalAutoencoder(missing="mask", **TINY).fit(X)
     assert model.n_missing_ == 3
+    model.save(tmp_path / "m")
+    assert hlae.load(tmp_path / "m").n_missing_ == 3  # the count travels with the model
     assert np.isfinite([r["train_loss"] for r in model.history_]).all()
     assert np.isfinite(model.reconstruction_error(X)).all()
     # the encoder sees a missing value as the feature's mean (0 after scaling)
