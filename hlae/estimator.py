@@ -390,6 +390,9 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         else:
             train, validation, seq_lengths = self._prepare(seqs, seed)
         n_val = len(validation) if validation else 0
+        data_id = _data_summary(seq_lengths, self.scaler_)
+        if state is not None:
+            _check_same_data(state.get("data"), data_id, checkpoint_dir)
 
         # build the model
         self.chunk_lengths_ = self._resolve_chunks(seq_lengths)
@@ -426,6 +429,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             callback=callback,
             precision=self.precision,
         )
+        trainer.data = json.dumps(data_id)  # written into every checkpoint
         started = time.perf_counter()
         try:
             trainer.fit(train, validation, resume=state)
@@ -595,6 +599,37 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             os.replace(os.path.join(tmp, "weights.safetensors"), path / "weights.safetensors")
             os.replace(os.path.join(tmp, "model.json"), path / "model.json")
         return path
+
+
+def _data_summary(lengths: np.ndarray, scaler: FeatureScaler) -> dict:
+    """What identifies the training data in a checkpoint: counts and the fitted scaler."""
+    state = scaler.to_dict()
+    return {
+        "sequences": int(len(lengths)),
+        "steps": int(np.sum(lengths)),
+        "features": len(state["shift"]),
+        "shift": state["shift"],
+        "scale": state["scale"],
+    }
+
+
+def _check_same_data(saved: str | None, current: dict, checkpoint_dir: Any) -> None:
+    """Refuse to resume a run on data other than the data its checkpoint was trained on."""
+    if saved is None:  # written before checkpoints recorded their data
+        return
+    before = json.loads(saved)
+    same = all(before[k] == current[k] for k in ("sequences", "steps", "features")) and all(
+        np.allclose(before[k], current[k], rtol=1e-5, atol=1e-8) for k in ("shift", "scale")
+    )
+    if not same:
+        raise ModelFileError(
+            f"The checkpoint in {str(checkpoint_dir)!r} was written while training on other "
+            f"data ({before['sequences']} sequences, {before['steps']} steps, "
+            f"{before['features']} features, scaled by other statistics than now: "
+            f"{current['sequences']} sequences, {current['steps']} steps, "
+            f"{current['features']} features). Resume with the data the run started on, or "
+            "start a new run in another directory (or without resume)."
+        )
 
 
 def _read_checkpoint(checkpoint_dir: str | Path | None) -> dict | None:

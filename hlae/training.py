@@ -240,6 +240,7 @@ class Trainer:
         self.warmup, self.grad_clip, self.augmentation = warmup, grad_clip, augmentation
         self.seed, self.device, self.max_time = seed, torch.device(device), max_time
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.data: str | None = None  # what identifies the training data, for checkpoints
         self.callback, self.max_retries = callback, max_retries
         self.ema_decay = ema_decay
         self.precision = precision
@@ -618,6 +619,7 @@ class Trainer:
             "best_module": self.best_module,
             "seed": self.seed,
             "loss_limit": self.loss_limit,
+            "data": self.data,
         }
 
     def save_checkpoint(self, epoch: int) -> Path:

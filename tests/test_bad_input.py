@@ -484,3 +484,21 @@ def test_the_docs_table_lists_exactly_these_cases():
     assert len(rows) == len(set(rows)), "a case appears twice in the table"
     assert set(rows) == COVERED
     assert len(rows) >= 25
+
+
+@covers("B60")
+def test_resume_on_other_data_is_refused_and_the_checkpoint_kept(tmp_path):
+    X = walks(12)
+    hlae.HierarchicalAutoencoder(**{**TINY, "max_epochs": 2}).fit(X, checkpoint_dir=tmp_path)
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    other = [x * 2.0 for x in X]  # same shapes and counts, other values
+    for data in (walks(13), other):
+        with pytest.raises(ModelFileError, match="other data"):
+            hlae.HierarchicalAutoencoder(**{**TINY, "max_epochs": 4}).fit(
+                data, checkpoint_dir=tmp_path, resume=True
+            )
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved
+    # the data the run started on resumes
+    model = hlae.HierarchicalAutoencoder(**{**TINY, "max_epochs": 4})
+    model.fit(X, checkpoint_dir=tmp_path, resume=True)
+    assert len(model.history_) == 4
