@@ -35,6 +35,7 @@ HEALTHY = dict(hidden_size=16, latent_dim=4, batch_size=16, random_state=0, **FA
 def one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    torch.manual_seed(0)  # user modules are built in the tests: the same weights every run
     yield
     torch.set_num_threads(threads)
 
@@ -141,7 +142,6 @@ def test_healthy_user_module_has_no_warning():
     # patience limit is reached), so the outcome may only be reported as inconclusive: a
     # run that ended by early stopping inside the budget would make the verdict depend on
     # the machine's speed.
-    torch.manual_seed(0)
     module = TinyAE(3)
     before = [p.detach().clone() for p in module.parameters()]
     report = hlae.diagnose_model(
