@@ -38,12 +38,17 @@ SMALL_DATA = 1000  # sequences; below this, augmentation="auto" switches augment
 def default_chunk_lengths(lengths: np.ndarray) -> tuple[int, ...]:
     """Chunk length(s) for the time hierarchy, from the lengths in the data.
 
-    One level of chunks of about ``sqrt(T)`` steps (``T`` the 90th percentile of the
-    lengths) keeps the sequential depth near ``2 sqrt(T)``; more levels are added while the
-    top level would still see more than 64 units.
+    Chunks of about ``sqrt(S)`` steps, ``S`` the 10th percentile of the lengths: a short
+    sequence still reaches the top level as about ``sqrt(S)`` units, so its shape is
+    resolved there (with chunks sized for the long sequences, the short ones of a widely
+    spread set arrive as two or three units and are reconstructed worse than by PCA). For
+    sequences of one length this is ``sqrt(T)``, which keeps the sequential depth near
+    ``2 sqrt(T)``. More levels are added while the top level would still see more than 64
+    units of a long sequence (the 90th percentile).
     """
+    S = float(np.percentile(lengths, 10))
     T = float(np.percentile(lengths, 90))
-    L = int(np.clip(round(math.sqrt(T)), 3, 64))
+    L = int(np.clip(round(math.sqrt(S)), 3, 64))
     levels = [L]
     while T / math.prod(levels) > 64:
         levels.append(int(np.clip(round(math.sqrt(T / math.prod(levels))), 2, 64)))
@@ -77,7 +82,8 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
         autoencoder over whole sequences (the non-hierarchical reference).
     chunk_length : int or tuple of int, optional
         Steps per chunk (a tuple stacks more levels: chunks of chunks). By default about the
-        square root of the 90th percentile of the training lengths.
+        square root of the 10th percentile of the training lengths (see
+        :func:`default_chunk_lengths`).
     hidden_size : int, default=64
         Width of every LSTM level.
     variable_size : int, default=8

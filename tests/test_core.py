@@ -213,6 +213,22 @@ def test_more_than_two_levels():
     assert [r.shape for r in model.reconstruct(X)] == [x.shape for x in X]
 
 
+def test_default_chunks_leave_short_sequences_several_top_level_units():
+    from hlae.estimator import default_chunk_lengths
+
+    assert default_chunk_lengths(np.full(50, 100)) == (10,)  # one length: sqrt(T)
+    assert default_chunk_lengths(np.full(50, 4096)) == (64,)
+    long = default_chunk_lengths(np.full(50, 10_000))  # the top would see 157 units
+    assert len(long) == 2 and 10_000 / np.prod(long) <= 64
+    # lengths spread 10x: chunks sized for the short sequences, not for the long ones
+    lengths = np.random.default_rng(0).integers(30, 361, size=200)
+    (L,) = default_chunk_lengths(lengths)
+    short = np.percentile(lengths, 10)
+    assert short / L >= np.sqrt(short) - 1  # a short sequence is still several units
+    assert np.percentile(lengths, 90) / L <= 64
+    assert default_chunk_lengths(np.array([7, 8, 9, 30, 30])) == (3,)  # at least 3 steps
+
+
 def test_top_linear_paths_resolve_every_unit_of_long_sequences(tmp_path):
     # 90th percentile of the lengths is 100: 20 chunks of 5 steps (flat: 100 steps, capped)
     X = sines(10, lo=90, hi=101)
