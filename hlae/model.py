@@ -60,11 +60,45 @@ def _last_states(h: torch.Tensor) -> torch.Tensor:
     return torch.cat([h[-2], h[-1]], dim=-1)
 
 
-def _run_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, state=None):
-    """Run ``lstm`` over padded ``x`` (N, L, D) honouring ``lengths``; padding never enters."""
+def _run_all_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, state=None):
+    """Run ``lstm`` over padded ``x`` (N, L, D) as one packed batch; padding never enters."""
     packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     out, (h, c) = lstm(packed, state)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return out, h
+
+
+def _run_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, state=None):
+    """Run ``lstm`` over padded ``x`` (N, L, D) honouring ``lengths``; padding never enters.
+
+    Returns the output (zero at padded steps) and the last hidden state of each sequence.
+    On CPU, an LSTM over a packed batch of unequal lengths takes PyTorch's step-by-step
+    path, whose backward pass grows with (steps x all steps), while a batch of one length
+    runs the fused oneDNN kernel. Most chunks of the time hierarchy fill their chunk, so
+    the full-length rows run unpacked and only the rest (partial last chunks) are packed:
+    the same results, several times faster on long, unequal sequences. cuDNN handles
+    packed batches well, so on CUDA everything is packed.
+    """
+    L = x.shape[1]
+    full = lengths == L
+    n_full = int(full.sum())
+    if n_full == len(lengths):
+        out, (h, _) = lstm(x, state)
+        return out, h
+    if n_full == 0 or x.is_cuda:
+        return _run_all_packed(lstm, x, lengths, state)
+    idx_full = full.nonzero().squeeze(1)
+    idx_part = (~full).nonzero().squeeze(1)
+
+    def rows(idx):
+        return None if state is None else tuple(s[:, idx].contiguous() for s in state)
+
+    out_f, (h_f, _) = lstm(x[idx_full], rows(idx_full))
+    out_p, h_p = _run_all_packed(lstm, x[idx_part], lengths[idx_part], rows(idx_part))
+    out = out_f.new_zeros(len(lengths), L, out_f.shape[-1])
+    out = out.index_copy(0, idx_full, out_f).index_copy(0, idx_part, out_p)
+    h = h_f.new_zeros(h_f.shape[0], len(lengths), h_f.shape[2])
+    h = h.index_copy(1, idx_full, h_f).index_copy(1, idx_part, h_p)
     return out, h
 
 

@@ -213,6 +213,33 @@ def test_more_than_two_levels():
     assert [r.shape for r in model.reconstruct(X)] == [x.shape for x in X]
 
 
+@pytest.mark.parametrize("bidirectional,with_state", [(True, False), (False, True)])
+def test_full_rows_unpacked_give_the_packed_results(bidirectional, with_state):
+    from hlae.model import _run_all_packed, _run_packed
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 5, batch_first=True, bidirectional=bidirectional)
+    lengths = torch.tensor([6, 2, 6, 6, 4, 1, 6])  # mostly full rows, as chunks are
+    x = torch.randn(7, 6, 3)
+    for i, n in enumerate(lengths):
+        x[i, n:] = 0.0
+    D = 2 if bidirectional else 1
+    state = (torch.randn(D, 7, 5), torch.randn(D, 7, 5)) if with_state else None
+    results = []
+    for run in (_run_packed, _run_all_packed):
+        xi = x.clone().requires_grad_(True)
+        out, h = run(lstm, xi, lengths, state)
+        (out.square().sum() + h.sum()).backward()
+        results.append((out.detach(), h.detach(), xi.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # all rows full: the fused path alone
+    out, h = _run_packed(lstm, x[[0, 2, 3, 6]], lengths[[0, 2, 3, 6]])
+    ref, ref_h = _run_all_packed(lstm, x[[0, 2, 3, 6]], lengths[[0, 2, 3, 6]])
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(h, ref_h, rtol=1e-5, atol=1e-6)
+
+
 def test_default_chunks_leave_short_sequences_several_top_level_units():
     from hlae.estimator import default_chunk_lengths
 
