@@ -68,6 +68,20 @@ def _run_all_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, state
     return out, h
 
 
+def _float16_on_cpu(x: torch.Tensor) -> bool:
+    """True when a CPU LSTM would run in float16, which the fused oneDNN kernel refuses."""
+    if x.is_cuda:
+        return False
+    if x.dtype == torch.float16:
+        return True
+    try:
+        on = torch.is_autocast_enabled("cpu")
+        dtype = torch.get_autocast_dtype("cpu")
+    except (TypeError, AttributeError):  # PyTorch before 2.4
+        on, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+    return bool(on) and dtype == torch.float16
+
+
 def _run_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, state=None):
     """Run ``lstm`` over padded ``x`` (N, L, D) honouring ``lengths``; padding never enters.
 
@@ -77,7 +91,8 @@ def _run_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, state=Non
     runs the fused oneDNN kernel. Most chunks of the time hierarchy fill their chunk, so
     the full-length rows run unpacked and only the rest (partial last chunks) are packed:
     the same results, several times faster on long, unequal sequences. cuDNN handles
-    packed batches well, so on CUDA everything is packed.
+    packed batches well, so on CUDA everything is packed, as on CPU in float16 (which the
+    fused kernel does not support).
     """
     L = x.shape[1]
     full = lengths == L
@@ -85,7 +100,7 @@ def _run_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, state=Non
     if n_full == len(lengths):
         out, (h, _) = lstm(x, state)
         return out, h
-    if n_full == 0 or x.is_cuda:
+    if n_full == 0 or x.is_cuda or _float16_on_cpu(x):
         return _run_all_packed(lstm, x, lengths, state)
     idx_full = full.nonzero().squeeze(1)
     idx_part = (~full).nonzero().squeeze(1)
