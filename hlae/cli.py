@@ -156,6 +156,15 @@ def _parquet_dataset(args: argparse.Namespace):
     )
 
 
+def say(message: str, *, error: bool = False) -> None:
+    """Write one message of a command to the terminal: stdout, or stderr for ``error``.
+
+    The subcommands in :mod:`hlae.commands` write through this, so that printing stays in
+    the command line and out of the library modules.
+    """
+    print(message, file=sys.stderr if error else sys.stdout)
+
+
 # -- commands -----------------------------------------------------------------------------
 def cmd_fit(args: argparse.Namespace) -> int:
     """``hlae fit``: train, then write the model, history.csv and loss_curve.png."""

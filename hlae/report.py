@@ -453,8 +453,8 @@ def _page(model, seqs, errors, pca_errors, figures, order, doctor, title, labels
         "table{border-collapse:collapse;font-size:14px}caption{text-align:left;"
         "font-weight:600;padding:4px 0}th,td{text-align:left;padding:3px 8px;"
         "border-bottom:1px solid #eee;vertical-align:top}th{color:#555;font-weight:500}"
-        ".note{color:#777}.small{font-size:12px}.error{color:#b00020;font-weight:600}.warning{color:#a15c00;"
-        "font-weight:600}.info{color:#2c5d8a}"
+        ".note{color:#777}.small{font-size:12px}.error{color:#b00020;font-weight:600}"
+        ".warning{color:#a15c00;font-weight:600}.info{color:#2c5d8a}"
     )
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

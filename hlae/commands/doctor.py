@@ -73,7 +73,7 @@ class _StageBar:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from hlae.cli import load_data, model_params
+    from hlae.cli import load_data, model_params, say
     from hlae.doctor import diagnose
 
     seqs = load_data(args.data, args)
@@ -95,7 +95,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.to_json())
     if args.json:
-        print(report.to_json())
+        say(report.to_json())
     else:
-        print(report.summary())
+        say(report.summary())
     return 1 if report.at_least("error") else 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
@@ -29,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export, then check the exported encoder against the model on random input."""
-    from hlae.cli import _load_model
+    from hlae.cli import _load_model, say
     from hlae.export import export_encoder, load_encoder, max_difference
 
     model = _load_model(args.model)
@@ -41,13 +40,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     X = model.scaler_.shift_ + model.scaler_.scale_ * rng.standard_normal(shape)
     difference = max_difference(model, load_encoder(path), X.astype(np.float32))
     if not difference <= TOLERANCE:
-        print(
+        say(
             f"error: the exported encoder differs from the model by up to {difference:.3g} "
             f"(more than {TOLERANCE:g}); do not use {path}",
-            file=sys.stderr,
+            error=True,
         )
         return 1
-    print(
+    say(
         f"exported the encoder for {args.length}-step sequences of {model.n_features_in_} "
         f"features to {path}; largest difference from the model on random input "
         f"{difference:.2g}"

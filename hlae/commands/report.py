@@ -105,7 +105,7 @@ def _read(args: argparse.Namespace, model: Any):
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the report and write it."""
-    from hlae.cli import _load_model
+    from hlae.cli import _load_model, say
     from hlae.report import write_report
 
     model = _load_model(args.model)
@@ -121,5 +121,5 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_report(model, seqs, args.out, labels=labels, doctor=doctor, title=title)
     n = len(seqs)
     used = f", doctor findings from {doctor}" if doctor else ""
-    print(f"wrote the report on {n} sequences to {path}{used}")
+    say(f"wrote the report on {n} sequences to {path}{used}")
     return 0

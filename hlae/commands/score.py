@@ -162,7 +162,7 @@ def read_sequences(
 
 # -- commands -----------------------------------------------------------------------------
 def cmd_fit_detector(args: argparse.Namespace) -> int:
-    from hlae.cli import EpochBar, model_params
+    from hlae.cli import EpochBar, model_params, say
 
     detector = AnomalyDetector(**_detector_params(args), autoencoder_params=model_params(args))
     detector._check_params()
@@ -175,12 +175,12 @@ def cmd_fit_detector(args: argparse.Namespace) -> int:
     detector.save(args.out)
     ae = detector.autoencoder_
     unit = "steps" if detector.window is not None else "sequences"
-    print(
+    say(
         f"trained {len(ae.history_)} epochs ({ae.stop_reason_}); threshold "
         f"{detector.threshold_:.4g} ({detector.score} score): {int(detector.labels_.sum())} of "
         f"{len(detector.labels_)} training {unit} above it"
     )
-    print(f"detector: {args.out}")
+    say(f"detector: {args.out}")
     return 0
 
 
@@ -208,7 +208,7 @@ def _saved_detector(args: argparse.Namespace, params: dict) -> AnomalyDetector:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from hlae.cli import _load_model
+    from hlae.cli import _load_model, say
 
     params = _detector_params(args)
     if is_detector_dir(args.model):
@@ -259,14 +259,14 @@ def cmd_score(args: argparse.Namespace) -> int:
         else int(table["label"].sum())
     )
     total = sum(len(s) for s in steps) if stream else len(seqs)
-    print(
+    say(
         f"{flagged} of {total} {unit} above the threshold {detector.threshold_:.4g} "
         f"({detector.score} score, contamination {detector.contamination:g}, threshold {where})"
     )
-    print(f"scores: {args.out}")
+    say(f"scores: {args.out}")
     if args.plot:
         path = _plot(args, detector, seqs, steps, labels)
-        print(f"plot: {path}")
+        say(f"plot: {path}")
     return 0
 
 
