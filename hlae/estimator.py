@@ -309,6 +309,11 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             return (int(self.chunk_length),)
         return tuple(int(c) for c in self.chunk_length)
 
+    def _resolve_shape(self, lengths: np.ndarray) -> None:
+        """Set ``chunk_lengths_`` and ``n_basis_`` from the training lengths."""
+        self.chunk_lengths_ = self._resolve_chunks(lengths)
+        self.n_basis_ = default_n_basis(lengths, self.chunk_lengths_)
+
     def _build_module(self) -> HierarchicalLSTMAutoencoder:
         return HierarchicalLSTMAutoencoder(
             self.n_features_in_,
@@ -401,8 +406,7 @@ class HierarchicalAutoencoder(TransformerMixin, BaseEstimator):
             _check_same_data(state.get("data"), data_id, checkpoint_dir)
 
         # build the model
-        self.chunk_lengths_ = self._resolve_chunks(seq_lengths)
-        self.n_basis_ = default_n_basis(seq_lengths, self.chunk_lengths_)
+        self._resolve_shape(seq_lengths)
         self.module_ = self._build_module().to(device)
         self.train_lengths_ = (int(seq_lengths.min()), int(seq_lengths.max()))
         n_params = sum(p.numel() for p in self.module_.parameters())

@@ -69,7 +69,7 @@ def _run_all_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, state
 
 
 def _float16_on_cpu(x: torch.Tensor) -> bool:
-    """True when a CPU LSTM would run in float16, which the fused oneDNN kernel refuses."""
+    """True when a CPU LSTM would run in float16, which oneDNN's LSTM refuses."""
     if x.is_cuda:
         return False
     if x.dtype == torch.float16:
@@ -91,16 +91,21 @@ def _run_packed(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor, state=Non
     runs the fused oneDNN kernel. Most chunks of the time hierarchy fill their chunk, so
     the full-length rows run unpacked and only the rest (partial last chunks) are packed:
     the same results, several times faster on long, unequal sequences. cuDNN handles
-    packed batches well, so on CUDA everything is packed, as on CPU in float16 (which the
-    fused kernel does not support).
+    packed batches well, so on CUDA everything is packed. On CPU in float16, which oneDNN's
+    LSTM does not support at all, the LSTM runs in float32.
     """
+    if _float16_on_cpu(x):
+        # oneDNN has no float16 LSTM (packed or not): run this one in float32
+        with torch.autocast("cpu", enabled=False):
+            state = None if state is None else tuple(s.float() for s in state)
+            return _run_packed(lstm, x.float(), lengths, state)
     L = x.shape[1]
     full = lengths == L
     n_full = int(full.sum())
     if n_full == len(lengths):
         out, (h, _) = lstm(x, state)
         return out, h
-    if n_full == 0 or x.is_cuda or _float16_on_cpu(x):
+    if n_full == 0 or x.is_cuda:
         return _run_all_packed(lstm, x, lengths, state)
     idx_full = full.nonzero().squeeze(1)
     idx_part = (~full).nonzero().squeeze(1)

@@ -201,7 +201,7 @@ def diagnose(
     >>> [f.code for f in report.findings if f.severity != "info"]  # doctest: +SKIP
     []
     """
-    from hlae.estimator import HierarchicalAutoencoder, default_n_basis
+    from hlae.estimator import HierarchicalAutoencoder
 
     started = time.perf_counter()
     plan = _Plan.make(quick, time_budget)
@@ -222,8 +222,7 @@ def diagnose(
     torch.manual_seed(seed)
     if data.values:
         shaper.n_features_in_ = data.values[0].shape[1]
-        shaper.chunk_lengths_ = shaper._resolve_chunks(data.lengths)
-        shaper.n_basis_ = default_n_basis(data.lengths, shaper.chunk_lengths_)
+        shaper._resolve_shape(data.lengths)
         module = shaper._build_module().to(est._device())
     n_params = sum(p.numel() for p in module.parameters()) if module is not None else None
     findings = data_checks(
