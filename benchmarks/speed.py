@@ -148,7 +148,7 @@ def part_quality(args, lines: list[str]) -> None:
         + (
             " Every LSTM batch of hlae was packed, the path before full-length rows ran "
             "unpacked (`--packed-lstm`)."
-            if args.proposed_lstm
+            if args.packed_lstm
             else ""
         ),
         "",
@@ -197,7 +197,7 @@ def part_settings(args, lines: list[str]) -> None:
         "",
         f"Held-out MSE of the kept (averaged) weights after each epoch, {n} epochs at most, "
         f"PCA(10) = {pca:.3f}; seconds are training seconds on this machine"
-        + (", every LSTM batch packed" if args.proposed_lstm else "")
+        + (", every LSTM batch packed" if args.packed_lstm else "")
         + ". Everything else default.",
         "",
         "| setting | epochs to <= 2 x PCA | MSE after 25 epochs | MSE after the last epoch "
@@ -268,11 +268,11 @@ def _time(fn, repeats: int) -> float:
 
 
 @contextmanager
-def lstm_path(proposed: bool):
+def lstm_path(all_packed: bool):
     """Run hlae's LSTMs with every batch packed (True: the path before full-length rows ran
     unpacked, ``hlae.model._run_all_packed``) or through hlae's own path (False)."""
     original = hlae_model._run_packed
-    if proposed:
+    if all_packed:
         hlae_model._run_packed = hlae_model._run_all_packed
     try:
         yield
@@ -297,10 +297,10 @@ def part_throughput(args, lines: list[str]) -> None:
         for T in (256, 1024, 4096):
             x, mask, lengths = _batch(T, spread, rng, B, F)
             runs = []
-            for label, flat, proposed in variants:
+            for label, flat, all_packed in variants:
                 if spread and flat and T > args.flat_spread_max:
                     continue  # hours per step on CPU: see the note under the table
-                if not spread and proposed:
+                if not spread and all_packed:
                     continue  # the same as hlae's path when every length is equal
                 chunks = () if flat else default_chunk_lengths(np.array([T]))
                 torch.manual_seed(0)
@@ -322,7 +322,7 @@ def part_throughput(args, lines: list[str]) -> None:
                     with torch.no_grad():
                         module(x, mask, lengths)
 
-                with lstm_path(proposed):
+                with lstm_path(all_packed):
                     flops = lstm_flops(module, x, mask, lengths)
                     if not (spread and flat):  # warm-up (flat on spread lengths is too slow)
                         train_step()
@@ -330,7 +330,7 @@ def part_throughput(args, lines: list[str]) -> None:
                 runs.append(
                     {
                         "label": label,
-                        "proposed": proposed,
+                        "all_packed": all_packed,
                         "chunks": chunks,
                         "train": train_step,
                         "infer": infer,
@@ -351,7 +351,7 @@ def part_throughput(args, lines: list[str]) -> None:
                         f"(round {round_ + 1}) ...",
                         flush=True,
                     )
-                    with lstm_path(run["proposed"]):
+                    with lstm_path(run["all_packed"]):
                         run["train_s"] = min(run["train_s"], _time(run["train"], 0))
                         run["infer_s"] = min(run["infer_s"], _time(run["infer"], 0))
             for run in runs:
@@ -569,7 +569,6 @@ def main() -> None:
     )
     parser.add_argument(
         "--packed-lstm",
-        dest="proposed_lstm",
         action="store_true",
         help="time to quality with every LSTM batch packed (the path before)",
     )
@@ -580,7 +579,7 @@ def main() -> None:
     args.every = args.every or (10.0 if args.quick else 5.0)
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.flat_spread_max = args.flat_spread_max or (256 if args.quick else 1024)
-    if args.proposed_lstm:
+    if args.packed_lstm:
         hlae_model._run_packed = hlae_model._run_all_packed
     torch.set_num_threads(args.threads)
 
